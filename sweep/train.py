@@ -1,0 +1,357 @@
+"""train(cfg): validate, build and budget-check the model, then train on in-memory MNIST.
+
+The hot path keeps the whole dataset as uint8 tensors on the device, shuffles by index
+permutation, augments each batch at once (per-sample random affine via affine_grid/grid_sample)
+and normalizes per batch: no DataLoader, no worker processes, no per-sample Python.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from omegaconf import DictConfig, OmegaConf
+
+from sweep.config import validate
+from sweep.errors import BudgetError, ConfigError, DivergedError
+from sweep.model import ModelReport, build_model, check_constraints
+
+log = logging.getLogger(__name__)
+
+MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
+OBJECTIVE_EPOCHS = 3  # the objective averages the last epochs: consistency, not one lucky epoch
+
+
+@dataclass
+class RunResult:
+    status: str  # complete | pruned
+    report: ModelReport
+    epochs: list[dict[str, Any]] = field(default_factory=list)
+    objective: Any = None  # float, tuple for several objectives, None without a validation split
+
+
+def check_config(cfg: DictConfig, model: bool = True) -> Optional[ModelReport]:
+    """Validate values and, if asked, build the model and check it against the constraints."""
+    validate(cfg)
+    if not model:
+        return None
+    _, report = build_model(cfg.model)
+    check_constraints(report, cfg.constraints)
+    return report
+
+
+def resolve_device(name: str) -> str:
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        from sweep.errors import ConfigError
+
+        raise ConfigError("train.device='cuda': no CUDA device is available (use auto or cpu)")
+    return name
+
+
+def augment(images: Any, cfg: DictConfig, generator: Any) -> Any:
+    """Per-sample random rotation/translation/scale of a float batch (N, 1, H, W), background 0."""
+    import torch
+    import torch.nn.functional as F
+
+    n, dev = images.shape[0], images.device
+
+    def uniform(limit: float) -> torch.Tensor:
+        return (torch.rand(n, device=dev, generator=generator) * 2 - 1) * limit
+
+    angle = uniform(math.radians(cfg.rotation))
+    scale = 1 + uniform(cfg.scale)
+    shift = torch.stack([uniform(2 * cfg.translate), uniform(2 * cfg.translate)], dim=1)  # [-1, 1] coords
+    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+    theta = torch.stack([torch.stack([cos, -sin], 1), torch.stack([sin, cos], 1)], 1)
+    theta = torch.cat([theta, shift.unsqueeze(2)], dim=2)
+    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+    return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def to_input(images_u8: Any, cfg: DictConfig, generator: Any = None) -> Any:
+    """A training or evaluation batch as the model sees it (augmented when a generator is given)."""
+    import torch
+
+    x = images_u8.unsqueeze(1).float() / 255.0
+    d = cfg.data
+    if generator is not None and (d.rotation or d.translate or d.scale):
+        x = augment(x, d, generator)
+    x = (x - MNIST_MEAN) / MNIST_STD
+    return x.contiguous(memory_format=torch.channels_last) if cfg.train.channels_last else x
+
+
+def split(cfg: DictConfig, data: Any, device: str) -> dict[str, tuple[Any, Any]]:
+    """Train/val/test tensors on the device; the val split is fixed by data.split_seed."""
+    import torch
+
+    d = cfg.data
+    pool = torch.randperm(60_000, generator=torch.Generator().manual_seed(d.split_seed))
+    if d.train_subset:
+        pool = pool[: d.train_subset]
+    val_idx, train_idx = pool[: d.val_size], pool[d.val_size:]
+    n_test = d.test_subset or len(data.test_labels)
+    parts = {"train": (data.train_images[train_idx], data.train_labels[train_idx]),
+             "val": (data.train_images[val_idx], data.train_labels[val_idx]),
+             "test": (data.test_images[:n_test], data.test_labels[:n_test])}
+    return {k: (x.to(device), y.to(device)) for k, (x, y) in parts.items()}
+
+
+def evaluate(model: Any, images: Any, labels: Any, cfg: DictConfig, autocast: Any) -> Optional[float]:
+    import torch
+
+    if len(labels) == 0:
+        return None
+    model.eval()
+    correct = torch.zeros((), dtype=torch.long, device=labels.device)
+    with torch.inference_mode(), autocast():
+        for i in range(0, len(labels), cfg.train.eval_batch_size):
+            logits = model(to_input(images[i: i + cfg.train.eval_batch_size], cfg))
+            correct += (logits.argmax(1) == labels[i: i + cfg.train.eval_batch_size]).sum()
+    return correct.item() / len(labels)
+
+
+def make_optimizer(model: Any, cfg: DictConfig, steps_per_epoch: int) -> tuple[Any, Any]:
+    import torch
+
+    o, s = cfg.optim, cfg.sched
+    if o.name == "sgd":
+        opt = torch.optim.SGD(model.parameters(), lr=o.lr, momentum=o.momentum, nesterov=o.nesterov and o.momentum > 0,
+                              weight_decay=o.weight_decay)
+    else:
+        opt = torch.optim.AdamW(model.parameters(), lr=o.lr, betas=(o.momentum, 0.999), weight_decay=o.weight_decay)
+    total = cfg.train.epochs * steps_per_epoch
+    if s.name == "onecycle":  # all schedules step per batch
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=o.lr, total_steps=total, pct_start=s.pct_start,
+                                                    div_factor=s.div_factor, final_div_factor=s.final_div_factor)
+    elif s.name == "cosine":
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total)
+    elif s.name == "step":
+        sched = torch.optim.lr_scheduler.StepLR(opt, step_size=s.step_epochs * steps_per_epoch, gamma=s.gamma)
+    else:
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
+    return opt, sched
+
+
+def first_epoch_at(epochs: list[dict[str, Any]], key: str, target: float) -> Optional[int]:
+    return next((e["epoch"] for e in epochs if e[key] is not None and e[key] >= target), None)
+
+
+def objective_so_far(epochs: list[dict[str, Any]]) -> Optional[float]:
+    vals = [e["val_acc"] for e in epochs[-OBJECTIVE_EPOCHS:]]
+    return None if not vals or vals[0] is None else sum(vals) / len(vals)
+
+
+def train(cfg: DictConfig, out_dir: Optional[Path] = None, link: Any = None) -> RunResult:
+    """Train one config; under Hydra, write to the job's directory and report to its Optuna trial."""
+    started = time.perf_counter()
+    if out_dir is None and link is None:
+        out_dir, link = _from_hydra(cfg)
+    try:
+        report = check_config(cfg)
+    except (ConfigError, BudgetError) as e:
+        if link is None and out_dir is not None:
+            _discard_run_dir(out_dir)
+        if link is not None:  # a sampled candidate that cannot be trained: rejected, in milliseconds
+            try:
+                link.record(**_accounting(build_model(cfg.model)[1]))
+            except ConfigError:
+                pass
+            link.record(status="rejected", reason=str(e))
+        raise
+    if link is not None:
+        link.record(**_accounting(report))
+    try:
+        return _train(cfg, report, out_dir, link, started)
+    except KeyboardInterrupt:
+        if link is not None:
+            link.interrupted("interrupted (SIGINT) during training")
+        raise
+    finally:
+        if link is not None:
+            link.close()
+
+
+def _from_hydra(cfg: DictConfig) -> tuple[Optional[Path], Any]:
+    """The job's output directory and, in an Optuna sweep, the link to its trial."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return None, None
+    hc = HydraConfig.get()
+    out_dir = Path(hc.runtime.output_dir)
+    if cfg.trial is None or "pruner" not in hc.sweeper:
+        return out_dir, None
+    from sweep.study import TrialLink
+
+    link = TrialLink(hc.sweeper.storage, hc.sweeper.study_name, cfg.trial, hc.sweeper.pruner)
+    link.record(run_dir=str(out_dir), overrides=[o for o in hc.overrides.task if not o.startswith("trial=")])
+    return out_dir, link
+
+
+def _discard_run_dir(out_dir: Path) -> None:
+    """Remove a run directory that holds only what Hydra wrote before the config was rejected."""
+    import shutil
+
+    if out_dir.is_dir() and {p.name for p in out_dir.iterdir()} <= {".hydra", "run.log"}:
+        shutil.rmtree(out_dir, ignore_errors=True)
+
+
+def _accounting(report: ModelReport) -> dict[str, Any]:
+    return {"n_params": report.params, "macs": report.macs, "fc_free": report.fc_free}
+
+
+def _train(cfg: DictConfig, report: ModelReport, out_dir: Optional[Path], link: Any, started: float) -> RunResult:
+    import contextlib
+
+    import torch
+    import torch.nn.functional as F
+
+    from sweep.data import load_mnist
+
+    device = resolve_device(cfg.train.device)
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    torch.manual_seed(cfg.seed)
+    model, _ = build_model(cfg.model)  # built after seeding, so the initial weights follow cfg.seed
+    model = model.to(device)
+    if cfg.train.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    parts = split(cfg, load_mnist(cfg.data.root), device)
+    train_x, train_y = parts["train"]
+    gen = torch.Generator(device=device).manual_seed(cfg.seed)
+    bs = cfg.train.batch_size
+    steps = math.ceil(len(train_y) / bs)
+    opt, sched = make_optimizer(model, cfg, steps)
+
+    precision = cfg.train.precision
+    if precision == "auto":
+        precision = "bf16" if device == "cuda" else "fp32"
+
+    def autocast() -> Any:
+        if precision == "bf16":
+            return torch.autocast(device_type=device, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    check_every = 1 if device == "cpu" else 25  # a finiteness check syncs a GPU; on a CPU it is free
+    result = RunResult("complete", report)
+    bar = _progress(cfg, steps)
+    startup_s = None
+    for epoch in range(1, cfg.train.epochs + 1):
+        t0 = time.perf_counter()
+        model.train()
+        order = torch.randperm(len(train_y), device=device, generator=gen)
+        loss_sum = torch.zeros((), device=device)
+        for step in range(steps):
+            idx = order[step * bs: (step + 1) * bs]
+            x = to_input(train_x[idx], cfg, gen)
+            with autocast():
+                loss = F.cross_entropy(model(x), train_y[idx])
+            if startup_s is None:
+                startup_s = time.perf_counter() - started
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            loss_sum += loss.detach()
+            if step % check_every == 0 and not torch.isfinite(loss):
+                _diverged(f"non-finite loss ({loss.item()}) at epoch {epoch}, step {step + 1}; "
+                          f"optim.lr={cfg.optim.lr} is probably too high", link, result, out_dir, cfg)
+            if bar is not None:
+                bar.update(1)
+        train_loss = loss_sum.item() / steps
+        if not math.isfinite(train_loss):
+            _diverged(f"non-finite loss at epoch {epoch}", link, result, out_dir, cfg)
+        record = {"epoch": epoch, "train_loss": train_loss,
+                  "val_acc": evaluate(model, *parts["val"], cfg, autocast),
+                  "test_acc": evaluate(model, *parts["test"], cfg, autocast),
+                  "lr": opt.param_groups[0]["lr"], "seconds": time.perf_counter() - t0}
+        result.epochs.append(record)
+        val = "-" if record["val_acc"] is None else f"{record['val_acc']:.4f}"
+        log.info(f"epoch {epoch:2d}/{cfg.train.epochs}  loss {train_loss:.4f}  val {val}  "
+                 f"test {record['test_acc']:.4f}  {record['seconds']:.1f}s")
+        if link is not None and record["val_acc"] is not None:
+            if link.report(objective_so_far(result.epochs), epoch) and epoch < cfg.train.epochs:
+                result.status = "pruned"
+                log.info(f"pruned at epoch {epoch}")
+                break
+    if bar is not None:
+        bar.close()
+    result.objective = _objective(cfg, result)
+    summary = _write(cfg, result, out_dir, model, time.perf_counter() - started, startup_s)
+    if link is not None:
+        link.record(**summary)
+    return result
+
+
+def _objective(cfg: DictConfig, result: RunResult) -> Any:
+    acc = objective_so_far(result.epochs)
+    if acc is None:
+        return None
+    values = [{"val_acc": acc, "params": result.report.params, "macs": result.report.macs}[k] for k in cfg.objectives]
+    return values[0] if len(values) == 1 else tuple(values)
+
+
+def _diverged(reason: str, link: Any, result: RunResult, out_dir: Optional[Path], cfg: DictConfig) -> None:
+    result.status = "failed"
+    _write(cfg, result, out_dir, None, None, None, reason=reason)
+    if link is not None:
+        link.record(status="failed", reason=reason)
+    raise DivergedError(reason)
+
+
+def _progress(cfg: DictConfig, steps: int) -> Any:
+    if not (cfg.train.progress and sys.stderr.isatty()):
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=steps * cfg.train.epochs, unit="batch", leave=False, dynamic_ncols=True)
+
+
+def _write(cfg: DictConfig, result: RunResult, out_dir: Optional[Path], model: Any, wall: Optional[float],
+           startup_s: Optional[float], reason: Optional[str] = None) -> dict[str, Any]:
+    """metrics.json (and the checkpoint) in the run directory; returns the trial's summary record."""
+    target = cfg.constraints.target_acc
+    best = max(result.epochs, key=lambda e: e["val_acc"] if e["val_acc"] is not None else e["test_acc"], default=None)
+    summary = {
+        "status": result.status,
+        "epochs_trained": len(result.epochs),
+        "val_acc_per_epoch": [e["val_acc"] for e in result.epochs],
+        "test_acc_per_epoch": [e["test_acc"] for e in result.epochs],
+        "objective": result.objective,
+        "first_epoch_at_target": first_epoch_at(result.epochs, "test_acc", target),
+        "wall_time_s": wall,
+        "startup_s": startup_s,
+    }
+    if result.status == "pruned":
+        summary["pruned_at_epoch"] = len(result.epochs)
+    if reason:
+        summary["reason"] = reason
+    if out_dir is None:
+        return summary
+    out_dir.mkdir(parents=True, exist_ok=True)
+    metrics = {
+        **summary,
+        **result.report.as_dict(),
+        "best_epoch": best,
+        "epochs": result.epochs,
+        "config": OmegaConf.to_container(cfg, resolve=True),
+    }
+    tmp = out_dir / "metrics.json.tmp"
+    tmp.write_text(json.dumps(metrics, indent=2))
+    os.replace(tmp, out_dir / "metrics.json")  # a killed run never leaves half a metrics.json
+    if model is not None and cfg.train.checkpoint:
+        import torch
+
+        torch.save({"state_dict": model.state_dict(), "config": metrics["config"]}, out_dir / "model.pt")
+    return summary
+
