@@ -11,7 +11,7 @@ def one_line(e: BaseException) -> str:
     """A one-line description of a user-facing error, with the cause's key when there is one."""
     from omegaconf.errors import OmegaConfBaseException
 
-    text = " ".join(str(e).split())
+    text = " ".join(str(e).split()).split(" Config search path:")[0]
     cause = e.__cause__
     if isinstance(cause, OmegaConfBaseException):
         key = getattr(cause, "full_key", None)

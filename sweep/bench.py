@@ -1,0 +1,294 @@
+"""Training images/second of three loops on the same model, measured side by side in one process.
+
+(a) the tutorial loop the seed code used: torchvision.datasets.MNIST + DataLoader(shuffle=True) +
+    per-sample PIL transforms, plain torch.nn.Dropout, SGD, fp32, NCHW;
+(b) this project's trainer: `train()` itself, one epoch on --images images;
+(c) the bare eager ceiling: pre-normalized batches already in memory, no augmentation.
+
+    python sweep/bench.py [--images N] [--repeats R] [--workers 0,2] [hydra overrides]
+
+Defaults: the documented Net (model=baseline), batch 64, data.rotation=7 (the seed's
+RandomRotation(7)). Measurements are interleaved (a, b, c, a, b, c, ...) and the median is kept,
+because other processes share the cores. Prints a Markdown table for the README. A benchmark, not
+a test: nothing here asserts a speed.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterator
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python sweep/bench.py` from a checkout
+
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH_DEFAULTS = ["data.rotation=7", "train.device=cpu"]  # user overrides come after and win
+FLOP_PER_CYCLE = 32  # Zen 3 AVX2 fp32: 2 FMA pipes x 8 lanes x 2 FLOP (no AVX-512)
+WARMUP_BATCHES = 10  # oneDNN primitives, allocator and DataLoader workers before any timing
+TEST_SUBSET = 64  # train() evaluates after its epoch; one small batch keeps that out of the timing
+EPOCH = 60_000
+
+Loop = Callable[[int], tuple[int, float]]  # images asked -> (images trained, seconds)
+
+
+def compose(overrides: list[str]) -> DictConfig:
+    """The job config `python sweep/run.py <overrides>` would see."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    import hydra_plugins.archsearch_sweeper.archsearch_sweeper  # noqa: F401 - conf/sweep selects this sweeper
+    from sweep.config import register_configs
+
+    register_configs()
+    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+        return hydra_compose("config", overrides=overrides)
+
+
+def tutorial_model(cfg: DictConfig) -> Any:
+    """build_model's architecture and parameters with plain torch.nn.Dropout, as the seed code had."""
+    import torch
+    from torch import nn
+
+    from sweep.model import Dropout, build_model
+
+    torch.manual_seed(cfg.seed)
+    model, report = build_model(cfg.model)
+    for parent in list(model.modules()):
+        for name, child in parent.named_children():
+            if isinstance(child, Dropout):
+                setattr(parent, name, nn.Dropout(child.p))
+    params = sum(p.numel() for p in model.parameters())
+    if params != report.params or any(isinstance(m, Dropout) for m in model.modules()):
+        raise RuntimeError(f"tutorial model differs from build_model's: {params} != {report.params} params")
+    return model
+
+
+def tutorial_transform(d: DictConfig) -> Any:
+    """Per-sample PIL augmentation as the tutorial writes it, then ToTensor and Normalize."""
+    from torchvision import transforms
+
+    from sweep.train import MNIST_MEAN, MNIST_STD
+
+    aug = []
+    if d.translate or d.scale:  # the torchvision counterpart of augment()'s shift and zoom
+        aug.append(transforms.RandomAffine(d.rotation, translate=(d.translate, d.translate) if d.translate else None,
+                                           scale=(1 - d.scale, 1 + d.scale) if d.scale else None))
+    elif d.rotation:
+        aug.append(transforms.RandomRotation(d.rotation))
+    return transforms.Compose([*aug, transforms.ToTensor(), transforms.Normalize((MNIST_MEAN,), (MNIST_STD,))])
+
+
+def forever(loader: Any) -> Iterator[Any]:
+    """Batches across epochs, so a new epoch (and its worker start-up) comes when it would in training."""
+    while True:
+        yield from loader
+
+
+def tutorial_loop(cfg: DictConfig, workers: int) -> Loop:
+    """(a): the loop of the PyTorch MNIST example, on CPU."""
+    import torch
+    import torch.nn.functional as F
+    from torch.utils.data import DataLoader
+    from torchvision import datasets
+
+    dataset = datasets.MNIST(cfg.data.root, train=True, download=False, transform=tutorial_transform(cfg.data))
+    batches = forever(DataLoader(dataset, batch_size=cfg.train.batch_size, shuffle=True, num_workers=workers))
+    model = tutorial_model(cfg)
+    opt = torch.optim.SGD(model.parameters(), lr=cfg.optim.lr, momentum=cfg.optim.momentum)
+
+    def run(images: int) -> tuple[int, float]:
+        model.train()
+        done, t0 = 0, time.perf_counter()
+        while done < images:
+            x, y = next(batches)
+            opt.zero_grad()
+            loss = F.cross_entropy(model(x), y)
+            loss.backward()
+            opt.step()
+            done += len(y)
+        return done, time.perf_counter() - t0
+
+    run(WARMUP_BATCHES * cfg.train.batch_size)
+    return run
+
+
+def trainer_run(cfg: DictConfig, images: int) -> tuple[int, float, float]:
+    """(b): train() for one epoch on `images` images; returns (images, epoch seconds, startup_s)."""
+    import json
+    import tempfile
+
+    from omegaconf import OmegaConf
+
+    from sweep.train import train
+
+    cfg = OmegaConf.merge(cfg, {"data": {"train_subset": images}})
+    with tempfile.TemporaryDirectory() as tmp:  # train() writes startup_s only to metrics.json
+        result = train(cfg, out_dir=Path(tmp))
+        startup_s = json.loads((Path(tmp) / "metrics.json").read_text())["startup_s"]
+    return images, result.epochs[0]["seconds"], startup_s
+
+
+def bare_loop(cfg: DictConfig, images: int) -> Loop:
+    """(c): fixed batches of pre-normalized images in memory, the same model and optimizer as train()."""
+    import torch
+    import torch.nn.functional as F
+
+    from sweep.data import load_mnist
+    from sweep.model import build_model
+    from sweep.train import make_optimizer, to_input
+
+    data, bs = load_mnist(cfg.data.root), cfg.train.batch_size
+    x, y = to_input(data.train_images[:images], cfg), data.train_labels[:images]  # same memory format as train()
+    batches = [(x[i: i + bs], y[i: i + bs]) for i in range(0, images, bs)]
+    torch.manual_seed(cfg.seed)
+    model, _ = build_model(cfg.model)
+    if cfg.train.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    opt, _ = make_optimizer(model, cfg, len(batches))
+
+    def run(n: int) -> tuple[int, float]:
+        model.train()
+        done, t0 = 0, time.perf_counter()
+        for xb, yb in batches[: math.ceil(n / bs)]:  # n <= images: the warm-up or a timed run
+            loss = F.cross_entropy(model(xb), yb)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            done += len(yb)
+        return done, time.perf_counter() - t0
+
+    run(WARMUP_BATCHES * bs)
+    return run
+
+
+def cpu_info() -> tuple[str, float | None]:
+    """The CPU's model name and its clock in GHz as /proc/cpuinfo reports it (nominal under a hypervisor)."""
+    import platform
+
+    info: dict[str, str] = {}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():  # the first CPU's entries
+            key, _, value = line.partition(":")
+            info.setdefault(key.strip(), value.strip())
+    except OSError:
+        pass
+    mhz = info.get("cpu MHz")
+    return info.get("model name") or platform.processor() or "unknown CPU", float(mhz) / 1000 if mhz else None
+
+
+TUTORIAL, TRAINER, BARE = "(a) tutorial, DataLoader num_workers={}", "(b) train(), this project", \
+    "(c) bare in-memory loop, no augmentation"
+
+
+def say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)  # progress goes to stderr, so stdout is only the table
+
+
+def measure(cfg: DictConfig, images: int, repeats: int, workers: list[int]) -> tuple[dict[str, list[float]], list[float]]:
+    """img/s of every loop over interleaved repeats, and train()'s start-up on a cold and a warm call."""
+    bs = cfg.train.batch_size
+    # First, before anything else reads MNIST: the start-up of a trial, cold (reads the files) and
+    # warm (the process's cache). The two short runs also warm up (b).
+    startup = [trainer_run(cfg, WARMUP_BATCHES * bs)[2] for _ in range(2)]
+    say(f"train() start-up: {startup[0]:.2f} s, then {startup[1]:.2f} s")
+    loops: dict[str, Loop] = {TUTORIAL.format(w): tutorial_loop(cfg, w) for w in workers}
+    loops[TRAINER] = lambda n: trainer_run(cfg, n)[:2]
+    loops[BARE] = bare_loop(cfg, images)
+    rates: dict[str, list[float]] = {name: [] for name in loops}
+    for r in range(repeats):
+        for name, loop in loops.items():
+            done, seconds = loop(images)
+            rates[name].append(done / seconds)
+            say(f"repeat {r + 1}/{repeats}  {name}: {rates[name][-1]:.0f} img/s")
+    return rates, startup
+
+
+def print_table(cfg: DictConfig, macs: int, params: int, rates: dict[str, list[float]], startup: list[float],
+                images: int, load_start: float) -> None:
+    """The README table: conditions, img/s per loop, ratios, FLOP utilisation and per-trial overhead."""
+    import datetime
+
+    import torch
+
+    cpu, ghz = cpu_info()
+    cores, threads = os.cpu_count() or 1, torch.get_num_threads()
+    used = min(threads, cores)
+    peak = used * ghz * 1e9 * FLOP_PER_CYCLE if ghz else None
+    flop_per_image = macs * 2 * 3  # a MAC is 2 FLOP; the backward costs about twice the forward
+    rate = {name: statistics.median(values) for name, values in rates.items()}
+    base = max((name for name in rate if name.startswith("(a)")), key=rate.get)  # the fairest: the faster
+    d = cfg.data
+    aug = ", ".join(f"{k} {d[k]}" for k in ("rotation", "translate", "scale") if d[k]) or "no augmentation"
+    repeats = len(next(iter(rates.values())))
+
+    print(f"model={cfg.model.name}: {params:,} params, {macs / 1e6:.2f} M MACs/image; batch {cfg.train.batch_size}; "
+          f"{aug}; SGD, fp32; {images:,} images per run, median of {repeats} interleaved runs")
+    print(f"{datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}; {cpu}, {cores} cores"
+          + (f" at {ghz:.2f} GHz" if ghz else "") + f"; torch {torch.__version__}, {threads} threads; "
+          f"load average {load_start:.1f} at start, {os.getloadavg()[0]:.1f} at end (shared cores: compare ratios)")
+    print()
+    print("| loop | img/s | runs (img/s) | s per 60k images | vs (a) | FLOP/s of peak |")
+    print("|---|---:|---|---:|---:|---:|")
+    for name, values in rates.items():
+        util = f"{flop_per_image * rate[name] / peak:.1%}" if peak else "n/a"
+        print(f"| {name} | {rate[name]:,.0f} | {' '.join(f'{v:.0f}' for v in values)} | {EPOCH / rate[name]:.1f} "
+              f"| {rate[name] / rate[base]:.2f}x | {util} |")
+    print()
+    print(f"(b)/(a) = {rate[TRAINER] / rate[base]:.2f}x  (a = the faster tutorial variant: {base[4:]})")
+    print(f"(b)/(c) = {rate[TRAINER] / rate[BARE]:.2f}  (the cost of shuffling, augmenting and normalizing per batch)")
+    if peak:
+        print(f"peak = {used} cores x {ghz:.2f} GHz x {FLOP_PER_CYCLE} FLOP/cycle (AVX2: 2 FMA x 8 fp32 x 2) "
+              f"= {peak / 1e9:.0f} GFLOP/s; FLOP/s = MACs x 2 x 3 (forward + backward) x img/s; "
+              "clock as /proc/cpuinfo reports it, boost not counted")
+    print(f"per-trial overhead (train() start to first step): {startup[0]:.2f} s on the first call "
+          f"(reads MNIST), {startup[1]:.2f} s on the second (cached in the process)")
+
+
+def bench(args: argparse.Namespace) -> None:
+    import torch
+
+    from sweep.errors import ConfigError
+    from sweep.train import check_config
+
+    shrink = ["train.epochs=1", "data.val_size=0", f"data.test_subset={TEST_SUBSET}", "train.progress=false",
+              "train.checkpoint=false"]
+    cfg = compose([*BENCH_DEFAULTS, *args.overrides, *shrink])
+    if cfg.train.device != "cpu":
+        raise ConfigError(f"train.device={cfg.train.device}: bench.py times CPU loops only (leave it at cpu)")
+    if not cfg.train.batch_size <= args.images <= EPOCH:
+        raise ConfigError(f"--images={args.images}: must be in [train.batch_size={cfg.train.batch_size}, {EPOCH}]")
+    report = check_config(cfg)
+    if cfg.train.threads:  # as train() does, so that all three loops run on the same threads
+        torch.set_num_threads(cfg.train.threads)
+    load_start = os.getloadavg()[0]
+    rates, startup = measure(cfg, args.images, args.repeats, args.workers)
+    print_table(cfg, report.macs, report.params, rates, startup, args.images, load_start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--images", type=int, default=12_800, help="training images per timed run (default 12800)")
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved runs per loop; the median is kept")
+    parser.add_argument("--workers", type=lambda s: [int(w) for w in s.split(",")], default=[0, 2],
+                        help="DataLoader num_workers values to time for (a), comma-separated (default 0,2)")
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. model=fcfree train.batch_size=128")
+    args = parser.parse_args()
+    if args.repeats < 1 or any(w < 0 for w in args.workers):
+        parser.error("--repeats must be >= 1 and --workers values >= 0")
+
+    from sweep.cli import report_errors
+
+    report_errors(lambda: bench(args))
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("HYDRA_FULL_ERROR", "1")
+    main()

@@ -1,0 +1,46 @@
+"""Shared helpers: compose the real configs, shrink them, and run the real entry points."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "conf"
+DATA = ROOT / "data"  # prepared once, shared by every test (and by the user's runs)
+
+# The real configs, shrunk: a few thousand images, one epoch, no progress bar, no checkpoint.
+SMALL = ["data.train_subset=2000", "data.test_subset=500", "train.epochs=1", "train.progress=false",
+         "train.checkpoint=false", f"data.root={DATA}"]
+
+
+def compose(overrides: list[str] = (), config_name: str = "config"):
+    """The composed job config, exactly as `python sweep/run.py <overrides>` would see it."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    import hydra_plugins.archsearch_sweeper.archsearch_sweeper  # noqa: F401 - registers hydra/sweeper=archsearch
+    from sweep.config import register_configs
+
+    register_configs()
+    with initialize_config_dir(str(CONF), version_base="1.3"):
+        return hydra_compose(config_name, overrides=list(overrides))
+
+
+def run_entry(script: str, args: list[str], cwd: Path, timeout: float = 300,
+              env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run `python sweep/<script> args` from `cwd` (so outputs/ lands there) and capture its output."""
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    return subprocess.run([sys.executable, str(ROOT / "sweep" / script), *args], cwd=cwd, env=full_env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def mnist():
+    """The real MNIST, prepared under the project's data/ once per session."""
+    from sweep.data import load_mnist
+
+    return load_mnist(DATA)
