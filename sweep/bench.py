@@ -1,6 +1,6 @@
 """Training images/second of three loops on the same model, measured side by side in one process.
 
-(a) the tutorial loop the seed code used: torchvision.datasets.MNIST + DataLoader(shuffle=True) +
+(a) the tutorial-style loop of the seed code: torchvision.datasets.MNIST + DataLoader(shuffle=True) +
     per-sample PIL transforms, plain torch.nn.Dropout, SGD, fp32, NCHW;
 (b) this project's trainer: `train()` itself, one epoch on --images images;
 (c) the bare eager ceiling: pre-normalized batches already in memory, no augmentation.
@@ -66,7 +66,8 @@ def tutorial_model(cfg: DictConfig) -> Any:
                 setattr(parent, name, nn.Dropout(child.p))
     params = sum(p.numel() for p in model.parameters())
     if params != report.params or any(isinstance(m, Dropout) for m in model.modules()):
-        raise RuntimeError(f"tutorial model differs from build_model's: {params} != {report.params} params")
+        raise RuntimeError(f"the tutorial model is not build_model's with nn.Dropout ({params} vs {report.params} "
+                           "params): has the builder gained a Dropout subclass?")
     return model
 
 
@@ -92,7 +93,8 @@ def forever(loader: Any) -> Iterator[Any]:
 
 
 def tutorial_loop(cfg: DictConfig, workers: int) -> Loop:
-    """(a): the loop of the PyTorch MNIST example, on CPU."""
+    """(a): the loop of the PyTorch MNIST example. It passes num_workers only on CUDA (0 on a CPU);
+    bench times every --workers value and takes the faster as the baseline."""
     import torch
     import torch.nn.functional as F
     from torch.utils.data import DataLoader

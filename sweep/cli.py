@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import sys
-from typing import Any, Callable
+import traceback
+from typing import Any, Callable, Optional
 
 EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for Ctrl-C
 
 
 def one_line(e: BaseException) -> str:
@@ -33,6 +35,24 @@ def report_errors(entry: Callable[[], Any]) -> Any:
         print(f"error: {e}", file=sys.stderr)
     except (HydraException, OmegaConfBaseException) as e:
         print(f"error: {one_line(e)}", file=sys.stderr)
-    except PermissionError as e:
-        print(f"error: cannot write {e.filename}: {e.strerror}", file=sys.stderr)
+    except OSError as e:
+        key = _output_dir_key(e)
+        if key is None and not isinstance(e, PermissionError):
+            raise
+        where = f"{key}={e.filename!r}: cannot create the directory" if key else f"cannot write {e.filename}"
+        print(f"error: {where} ({e.strerror})", file=sys.stderr)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(EXIT_INTERRUPTED)
     sys.exit(EXIT_USER_ERROR)
+
+
+def _output_dir_key(e: OSError) -> Optional[str]:
+    """hydra.run.dir or hydra.sweep.dir when e is Hydra failing to create a job's directory, else None."""
+    for frame, _ in traceback.walk_tb(e.__traceback__):
+        # hydra.core.utils.run_job makes the job's directory before the task starts; its job_dir_key says which
+        if frame.f_code.co_name == "run_job" and "job_dir_key" in frame.f_locals and e.filename is not None:
+            output_dir = str(frame.f_locals.get("output_dir", ""))
+            if output_dir.startswith(str(e.filename)) or str(e.filename).startswith(output_dir):
+                return frame.f_locals["job_dir_key"]
+    return None

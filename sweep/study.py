@@ -5,14 +5,26 @@ The plugin's sweeper asks for trials and tells their final value; everything in 
 """
 from __future__ import annotations
 
+import logging
+import os
+import random
 import threading
+import time
 from pathlib import Path
 from typing import Any, Callable, Sequence, TypeVar
 
-from sweep.errors import StorageError
+from sweep.errors import ConfigError, StorageError
 
-HEARTBEAT_SECONDS = 10  # a RUNNING trial with no heartbeat for GRACE_SECONDS is stale
-GRACE_SECONDS = 60
+log = logging.getLogger(__name__)
+
+# A RUNNING trial with no heartbeat for the grace period belongs to a killed worker and is failed
+# when a sweep starts. The grace is an environment setting, not a config key: it is a property of
+# the machines (how long a live worker may go silent), it must be the same for every process that
+# touches the study (sweeper, local or cluster jobs, other workers), and the environment reaches all
+# of them without being threaded through each job's config. Tests shorten it to a few seconds.
+GRACE_ENV = "ARCHSEARCH_HEARTBEAT_GRACE_S"
+DEFAULT_GRACE_SECONDS = 60
+SQLITE_BUSY_SECONDS = 60  # concurrent workers on one SQLite file wait for its lock instead of failing at 5 s
 STATUS = "status"  # user attr: complete | pruned | rejected | failed
 
 T = TypeVar("T")
@@ -28,18 +40,74 @@ def pareto_front(items: Sequence[T], key: Callable[[T], Sequence[float]]) -> lis
     return [item for item, s in zip(items, scores) if not any(dominates(o, s) for o in scores if o is not s)]
 
 
+def heartbeat_timing() -> tuple[float, int]:
+    """(interval, grace) in seconds; the grace comes from $ARCHSEARCH_HEARTBEAT_GRACE_S (default 60)."""
+    text = os.environ.get(GRACE_ENV, str(DEFAULT_GRACE_SECONDS))
+    if not text.strip().isdigit() or int(text) < 2:
+        raise ConfigError(f"{GRACE_ENV}={text!r}: must be a whole number of seconds >= 2")
+    grace = int(text)  # Optuna compares whole seconds
+    return min(10.0, grace / 4), grace  # several beats per grace period, so one slow write is not a death
+
+
+# Errors of two processes creating the same fresh storage at once (tables, alembic's version row)
+# or meeting a busy SQLite file; the second try finds the storage ready.
+_RACES = ("already exists", "UNIQUE constraint failed", "duplicate key", "database is locked")
+
+
 def open_storage(url: str) -> Any:
     """An RDB storage with heartbeats, so that trials of killed workers can be failed later."""
     import optuna
 
+    kwargs: dict[str, Any] = {}
     if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
-        Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
-    try:
-        return optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_SECONDS,
-                                          grace_period=GRACE_SECONDS)
-    except Exception as e:  # SQLAlchemy raises many types; the user needs the URL and the cause
-        cause = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise StorageError(f"hydra.sweeper.storage={url!r}: cannot be opened ({cause})") from None
+        path = Path(url[len("sqlite:///"):].split("?")[0])
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise StorageError(f"hydra.sweeper.storage={url!r}: cannot create {e.filename} ({e.strerror})") from None
+        if "timeout=" not in url:
+            kwargs["engine_kwargs"] = {"connect_args": {"timeout": SQLITE_BUSY_SECONDS}}
+    interval, grace = heartbeat_timing()
+    for attempt in range(4):
+        try:
+            return optuna.storages.RDBStorage(url, heartbeat_interval=interval, grace_period=grace, **kwargs)
+        except Exception as e:  # SQLAlchemy raises many types; the user needs the URL and the cause
+            if attempt < 3 and any(race in str(e) for race in _RACES):
+                time.sleep(random.uniform(0.1, 0.5))
+                continue
+            cause = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise StorageError(f"hydra.sweeper.storage={url!r}: cannot be opened ({cause})") from None
+
+
+def fail_stale_trials(study: Any) -> list[int]:
+    """Fail the RUNNING trials of killed workers (no heartbeat within the grace), saying why; their numbers."""
+    import optuna
+
+    storage = study._storage
+    _, grace = heartbeat_timing()
+    reason = f"worker lost: no heartbeat for over {grace} s (killed, or its machine went away)"
+    failed = []
+    for tid in storage._get_stale_trial_ids(study._study_id):  # Optuna's own check, which records no reason
+        try:
+            storage.set_trial_user_attr(tid, STATUS, "failed")
+            storage.set_trial_user_attr(tid, "reason", reason)
+            if storage.set_trial_state(tid, optuna.trial.TrialState.FAIL):
+                failed.append(storage.get_trial_number_from_id(tid))
+        except RuntimeError:  # another worker failed it first
+            continue
+    if failed:
+        log.warning(f"failed stale trial(s) {', '.join(f'#{n}' for n in failed)}: {reason}")
+    return failed
+
+
+def beat_while_running(storage: Any, trial_ids: Callable[[], Sequence[int]], stop: threading.Event) -> None:
+    """Record a heartbeat for each of trial_ids() every interval until stop is set (a thread's target)."""
+    while not stop.wait(storage.heartbeat_interval):
+        for tid in trial_ids():
+            try:
+                storage.record_heartbeat(tid)
+            except Exception as e:  # a busy or briefly unreachable database: the next beat may get through
+                log.warning(f"heartbeat of trial id {tid} not recorded: {' '.join(str(e).split())[:200]}")
 
 
 def make_pruner(cfg: Any) -> Any:
@@ -54,7 +122,7 @@ def make_pruner(cfg: Any) -> Any:
                                                       reduction_factor=cfg.reduction_factor)
     if cfg.name == "none":
         return optuna.pruners.NopPruner()
-    raise ValueError(f"hydra.sweeper.pruner.name={cfg.name!r}: must be one of median, halving, none")
+    raise ConfigError(f"hydra.sweeper.pruner.name={cfg.name!r}: must be one of median, halving, none")
 
 
 def trial_id(study: Any, number: int) -> int:
@@ -79,8 +147,7 @@ class TrialLink:
         self._beat.start()
 
     def _heartbeat(self) -> None:
-        while not self._stop.wait(HEARTBEAT_SECONDS):
-            self.storage.record_heartbeat(self.trial._trial_id)
+        beat_while_running(self.storage, lambda: [self.trial._trial_id], self._stop)
 
     def report(self, value: float, epoch: int) -> bool:
         """Record the epoch's objective; True when the pruner says stop."""

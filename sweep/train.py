@@ -157,20 +157,7 @@ def train(cfg: DictConfig, out_dir: Optional[Path] = None, link: Any = None) -> 
     if out_dir is None and link is None:
         out_dir, link = _from_hydra(cfg)
     try:
-        report = check_config(cfg)
-    except (ConfigError, BudgetError) as e:
-        if link is None and out_dir is not None:
-            _discard_run_dir(out_dir)
-        if link is not None:  # a sampled candidate that cannot be trained: rejected, in milliseconds
-            try:
-                link.record(**_accounting(build_model(cfg.model)[1]))
-            except ConfigError:
-                pass
-            link.record(status="rejected", reason=str(e))
-        raise
-    if link is not None:
-        link.record(**_accounting(report))
-    try:
+        report = _check_or_reject(cfg, out_dir, link)
         return _train(cfg, report, out_dir, link, started)
     except KeyboardInterrupt:
         if link is not None:
@@ -179,6 +166,25 @@ def train(cfg: DictConfig, out_dir: Optional[Path] = None, link: Any = None) -> 
     finally:
         if link is not None:
             link.close()
+
+
+def _check_or_reject(cfg: DictConfig, out_dir: Optional[Path], link: Any) -> ModelReport:
+    """check_config; a sweep's candidate that fails it is recorded as rejected (in milliseconds)."""
+    try:
+        report = check_config(cfg)
+    except (ConfigError, BudgetError) as e:
+        if link is None and out_dir is not None:
+            _discard_run_dir(out_dir)
+        if link is not None:
+            try:
+                link.record(**_accounting(build_model(cfg.model)[1]))
+            except ConfigError:
+                pass  # not even buildable: no count to record
+            link.record(status="rejected", reason=str(e))
+        raise
+    if link is not None:
+        link.record(**_accounting(report))
+    return report
 
 
 def _from_hydra(cfg: DictConfig) -> tuple[Optional[Path], Any]:

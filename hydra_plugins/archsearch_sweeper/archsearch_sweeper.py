@@ -2,18 +2,25 @@
 
 - each job is told its trial number (`trial=N`), so it can report per-epoch values and be pruned;
 - a configurable pruner (hydra.sweeper.pruner), which the jobs build for their trial;
-- a pre-flight check: bad config values, an over-budget fixed model, an unopenable storage or a
-  study with other directions fail in one line before any trial is asked or any directory made;
-- trials of killed workers (stale heartbeat) are failed on start, so none stays RUNNING forever;
+- a pre-flight check: bad config values (fixed, and the corners of the search space), an
+  over-budget fixed model (or a space where no candidate tried fits), an unwritable sweep dir, an
+  unopenable storage or a study with other directions fail in one line before any trial is asked;
+  then no study, storage file or sweep directory is left behind;
+- trials of killed workers (stale heartbeat) are failed, with a reason, on start, so none stays
+  RUNNING forever; while a batch of jobs runs the sweeper keeps its trials' heartbeats too, so a
+  job waiting in a cluster queue is not taken for dead; Ctrl-C fails the unfinished trials at once;
 - pruned trials never become the reported winner in optimization_results.yaml.
 """
 
 import logging
+import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, List, Sequence
 
 from hydra.core.config_store import ConfigStore
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.override_parser.types import Override, Transformer
 from hydra_plugins.hydra_optuna_sweeper._impl import OptunaSweeperImpl
 from hydra_plugins.hydra_optuna_sweeper.config import OptunaSweeperConf
 from hydra_plugins.hydra_optuna_sweeper.optuna_sweeper import OptunaSweeper
@@ -41,11 +48,39 @@ ConfigStore.instance().store(group="hydra/sweeper", name="archsearch", node=Arch
 
 
 class _TrialNumberImpl(OptunaSweeperImpl):
+    batch: List[Any] = []  # the trials of the batch being launched
+
     def _configure_trials(self, trials: List[Any], *args: Any) -> Sequence[Sequence[str]]:
         overrides = super()._configure_trials(trials, *args)
+        self.batch = list(trials)
         for trial in trials:  # a first heartbeat, so a worker killed before its job starts is caught too
             trial.study._storage.record_heartbeat(trial._trial_id)
         return [(*o, f"trial={t.number}") for t, o in zip(trials, overrides)]
+
+
+def _candidates(searched: List[Override]) -> List[List[str]]:
+    """Override lists that between them take every choice and each end of every range (only the start
+    of a float interval, whose end Optuna never samples): the corners where a bad space shows."""
+    values = {}
+    for o in searched:
+        v = o.value()
+        if o.is_choice_sweep() or (o.is_range_sweep() and v.shuffle):
+            values[o.get_key_element()] = list(o.sweep_iterator(transformer=Transformer.encode))
+        elif o.is_range_sweep():
+            values[o.get_key_element()] = [v.start, v.stop]  # the plugin includes stop
+        else:
+            values[o.get_key_element()] = [v.start]
+    n = max((len(v) for v in values.values()), default=1)
+    return [[f"{k}={v[i % len(v)]}" for k, v in values.items()] for i in range(n)]
+
+
+def _remove_empty(dirs: List[Path]) -> None:
+    """Remove the directories a failed pre-flight made, deepest first, unless something was put there."""
+    for d in dirs:
+        try:
+            d.rmdir()
+        except OSError:  # not empty: another worker of the same second uses it
+            return
 
 
 class ArchSearchSweeper(OptunaSweeper):
@@ -55,57 +90,128 @@ class ArchSearchSweeper(OptunaSweeper):
         self.pruner = pruner
 
     def sweep(self, arguments: List[str]) -> None:
-        impl = self.sweeper
-        if impl.storage is None:
+        from sweep.study import beat_while_running
+
+        impl, url = self.sweeper, self.sweeper.storage
+        if url is None:
             from sweep.errors import ConfigError
 
             raise ConfigError("hydra.sweeper.storage=null: pruning and resuming need a storage URL")
-        self._preflight(arguments)
+        storage = self._preflight(arguments)
+        stop = threading.Event()
+        beat = threading.Thread(target=beat_while_running, args=(storage, lambda: [t._trial_id for t in impl.batch],
+                                                                 stop), daemon=True, name="sweeper-heartbeat")
+        beat.start()
+        impl.storage = storage  # the plugin creates the study from it: heartbeats and SQLite's busy timeout
         try:
             super().sweep(arguments)
+        except KeyboardInterrupt:
+            self._fail_unfinished(storage, "interrupted (SIGINT) before its job finished")
+            log.warning("interrupted: finished trials are kept; run the same command again to go on")
+            raise
         finally:
-            self._write_results()
+            stop.set()
+            impl.storage = url
+            self._write_results(storage)
 
-    def _preflight(self, arguments: List[str]) -> None:
-        """Fail fast, before any trial exists, on what would make every trial fail."""
+    def _preflight(self, arguments: List[str]) -> Any:
+        """Fail fast, before any trial exists, on what would make every trial fail; return the open storage."""
         import optuna
+        from hydra.errors import HydraException
+        from omegaconf.errors import OmegaConfBaseException
 
-        from sweep.study import make_pruner, open_storage
+        from sweep.cli import one_line
+        from sweep.errors import BudgetError, ConfigError, StorageError
+        from sweep.study import fail_stale_trials, make_pruner, open_storage
         from sweep.train import check_config
 
         impl = self.sweeper
+        for key in ("n_trials", "n_jobs"):
+            if getattr(impl, key) < 1:
+                raise ConfigError(f"hydra.sweeper.{key}={getattr(impl, key)}: must be >= 1")
+        make_pruner(self.pruner)
         overrides = [f"{k}={v}" for k, v in (impl.params or {}).items()] + list(arguments)
         parsed = OverridesParser.create().parse_overrides(overrides)
         fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
-        searched = {o.get_key_element() for o in parsed if o.is_sweep_override()} - {
-            o.get_key_element() for o in parsed if not o.is_sweep_override()}
-        cfg = impl.hydra_context.config_loader.load_sweep_config(impl.config, fixed)
-        make_pruner(self.pruner)
-        check_config(cfg, model=not any(k == "model" or k.startswith("model.") for k in searched))
-        if cfg.objectives and len(cfg.objectives) != len(impl._get_directions()):
-            from sweep.errors import ConfigError
-
-            raise ConfigError(f"objectives={list(cfg.objectives)} has {len(cfg.objectives)} values but "
-                              f"hydra.sweeper.direction={impl._get_directions()}")
-        storage = open_storage(impl.storage)
+        fixed_keys = {o.get_key_element() for o in parsed if not o.is_sweep_override()}
+        searched = [o for o in parsed if o.is_sweep_override() and o.get_key_element() not in fixed_keys]
+        model_searched = any(k == "model" or k.startswith("model.") for k in (o.get_key_element() for o in searched))
+        load = impl.hydra_context.config_loader.load_sweep_config
+        cfg = load(impl.config, fixed)  # errors here are the user's own overrides: reported as they are
+        cfgs = []
+        for sample in _candidates(searched):
+            try:
+                cfgs.append(load(impl.config, fixed + sample))
+                check_config(cfgs[-1], model=False)
+            except (HydraException, OmegaConfBaseException, ConfigError) as e:
+                raise ConfigError(f"hydra.sweeper.params: the candidate {' '.join(sample)} fails: "
+                                  f"{one_line(e)}") from None
+        if model_searched:  # a candidate that does not fit is rejected in milliseconds; only all of them is an error
+            rejected = []
+            for c in cfgs:
+                try:
+                    check_config(c)
+                except (ConfigError, BudgetError) as e:
+                    rejected.append(e)
+            if len(rejected) == len(cfgs):
+                raise type(rejected[0])(f"none of the {len(cfgs)} candidates tried before the sweep fits: "
+                                        f"{rejected[0]}")
+        else:
+            check_config(cfg)
         directions = [d.lower() for d in impl._get_directions()]
+        if cfg.objectives and len(cfg.objectives) != len(directions):
+            raise ConfigError(f"objectives={list(cfg.objectives)} has {len(cfg.objectives)} values but "
+                              f"hydra.sweeper.direction={directions}")
+        made = self._make_sweep_dir()
         try:
-            study = optuna.load_study(study_name=impl.study_name, storage=storage)
-        except KeyError:
-            return  # a new study
-        found = [d.name.lower() for d in study.directions]
-        if found != directions:
-            from sweep.errors import StorageError
+            storage = open_storage(impl.storage)
+            try:
+                study = optuna.load_study(study_name=impl.study_name, storage=storage)
+            except KeyError:
+                return storage  # a new study
+            found = [d.name.lower() for d in study.directions]
+            if found != directions:
+                raise StorageError(f"hydra.sweeper.study_name={impl.study_name!r}: the study in {impl.storage} "
+                                   f"was created with direction {found}, this sweep asks {directions}; "
+                                   "choose another study name")
+        except BaseException:
+            _remove_empty(made)
+            raise
+        fail_stale_trials(study)
+        return storage
 
-            raise StorageError(f"hydra.sweeper.study_name={impl.study_name!r}: the study in {impl.storage} "
-                               f"was created with direction {found}, this sweep asks {directions}; "
-                               "choose another study name")
-        optuna.storages.fail_stale_trials(study)
+    def _make_sweep_dir(self) -> List[Path]:
+        """Create hydra.sweep.dir now, so that an unwritable one fails before any study exists; the dirs made."""
+        from sweep.errors import ConfigError
 
-    def _write_results(self) -> None:
+        path = Path(str(self.sweeper.config.hydra.sweep.dir)).absolute()
+        made = [p for p in (path, *path.parents) if not p.exists()]
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise ConfigError(f"hydra.sweep.dir={str(self.sweeper.config.hydra.sweep.dir)!r}: cannot create "
+                              f"{e.filename or path} ({e.strerror})") from None
+        return made
+
+    def _fail_unfinished(self, storage: Any, reason: str) -> None:
+        """Fail the trials of the current batch that no job finished, so that none stays RUNNING."""
+        import optuna
+
+        from sweep.study import STATUS
+
+        for trial in self.sweeper.batch:
+            try:
+                if storage.get_trial(trial._trial_id).state == optuna.trial.TrialState.RUNNING:
+                    storage.set_trial_user_attr(trial._trial_id, STATUS, "failed")
+                    storage.set_trial_user_attr(trial._trial_id, "reason", reason)
+                    storage.set_trial_state(trial._trial_id, optuna.trial.TrialState.FAIL)
+                    log.warning(f"trial #{trial.number} failed: {reason}")
+            except RuntimeError:  # finished meanwhile (its job failed it itself)
+                continue
+
+    def _write_results(self, storage: Any) -> None:
         """Rewrite optimization_results.yaml so that it names the best *unpruned* trial(s)."""
         import optuna
-        from pathlib import Path
 
         from sweep.study import STATUS, pareto_front
 
@@ -113,7 +219,7 @@ class ArchSearchSweeper(OptunaSweeper):
         out = Path(str(impl.config.hydra.sweep.dir)) / "optimization_results.yaml"
         if not out.parent.exists():
             return
-        study = optuna.load_study(study_name=impl.study_name, storage=impl.storage)
+        study = optuna.load_study(study_name=impl.study_name, storage=storage)
         complete = [t for t in study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.COMPLETE])
                     if t.user_attrs.get(STATUS) == "complete"]
         if not complete:

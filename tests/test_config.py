@@ -1,0 +1,65 @@
+"""Every config group composes into the typed schema; typos and wrong types fail with the key named."""
+import pytest
+from hydra.errors import HydraException
+
+from conftest import CONF, compose
+from sweep.config import validate
+from sweep.errors import ConfigError
+
+GROUPS = ["data", "model", "optim", "sched", "train", "constraints", "sweep", "experiment"]
+
+
+def options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+
+
+@pytest.mark.parametrize("group,option", [(g, o) for g in GROUPS for o in options(g)])
+def test_every_group_option_composes_and_validates(group, option):
+    prefix = "+" if group == "experiment" else ""
+    cfg = compose([f"{prefix}{group}={option}"])
+    validate(cfg)
+
+
+def test_default_is_the_documented_net_as_documented():
+    cfg = compose()
+    assert cfg.model.name == "baseline"
+    assert (cfg.optim.name, cfg.optim.lr, cfg.optim.momentum) == ("sgd", 0.01, 0.9)
+    assert (cfg.train.batch_size, cfg.train.epochs, cfg.sched.name) == (64, 20, "none")
+    assert (cfg.constraints.max_params, cfg.constraints.max_epochs, cfg.constraints.target_acc) == (20000, 20, 0.994)
+
+
+def test_overrides_reach_every_knob():
+    cfg = compose(["optim.lr=0.02", "model.dropout=0.1", "train.epochs=15", "model=fcfree", "model.widths.c1=6"])
+    assert (cfg.optim.lr, cfg.model.dropout, cfg.train.epochs) == (0.02, 0.1, 15)
+    assert cfg.model.blocks[0].convs[0] == 6  # blocks interpolate the named widths
+
+
+@pytest.mark.parametrize("override,key", [
+    ("optim.lrr=0.1", "lrr"),  # misspelt key
+    ("optim.lr=abc", "optim.lr"),  # wrong type
+    ("train.epochs=1.5", "train.epochs"),
+    ("model=nope", "model/nope"),  # unknown group option
+])
+def test_schema_rejects_typos_and_types_naming_the_key(override, key):
+    with pytest.raises(HydraException) as e:
+        compose([override])
+    assert key in str(e.value) + str(e.value.__cause__)
+
+
+@pytest.mark.parametrize("override,message", [
+    ("optim.lr=0", "optim.lr=0.0: must be > 0"),
+    ("optim.lr=-0.1", "optim.lr=-0.1: must be > 0"),
+    ("model.dropout=1.0", "model.dropout=1.0: must be in [0, 1)"),
+    ("model.dropout=-0.1", "model.dropout=-0.1: must be in [0, 1)"),
+    ("train.epochs=21", "train.epochs=21: must be in [1, constraints.max_epochs=20]"),
+    ("train.epochs=0", "train.epochs=0: must be in [1, constraints.max_epochs=20]"),
+    ("train.batch_size=0", "train.batch_size=0: must be > 0"),
+    ("sched.name=linear", "sched.name='linear': must be one of none, onecycle, cosine, step"),
+    ("data.rotation=-5", "data.rotation=-5.0: must be in [0, 180] degrees"),
+    ("objectives=[accuracy]", "'accuracy' is not one of val_acc, params, macs"),
+])
+def test_value_ranges_give_one_clear_line(override, message):
+    with pytest.raises(ConfigError) as e:
+        validate(compose([override]))
+    assert message in str(e.value)
+    assert "\n" not in str(e.value)

@@ -1,0 +1,60 @@
+"""Single runs: a short train on a small subset learns, and run.py writes what it promises."""
+import json
+
+import pytest
+
+from conftest import SMALL, compose, run_entry
+from sweep.train import objective_so_far, train
+
+
+def test_short_train_beats_chance_by_a_wide_margin(mnist, tmp_path):
+    cfg = compose([*SMALL, "model=fcfree", "data.train_subset=4000", "data.val_size=500", "train.epochs=2",
+                   "train.batch_size=64", "sched=onecycle", "optim.lr=0.05"])
+    result = train(cfg, out_dir=tmp_path)
+    assert result.status == "complete" and len(result.epochs) == 2
+    assert result.epochs[-1]["test_acc"] > 0.7  # chance is 0.1
+    assert result.objective == pytest.approx((result.epochs[0]["val_acc"] + result.epochs[1]["val_acc"]) / 2)
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["params"] == result.report.params and metrics["fc_free"] is True
+    assert [e["test_acc"] for e in metrics["epochs"]] == metrics["test_acc_per_epoch"]
+    assert (tmp_path / "model.pt").exists() is False  # SMALL turns checkpoints off
+
+
+def test_objective_is_the_mean_of_the_last_three_val_epochs():
+    epochs = [{"val_acc": v} for v in (0.5, 0.9, 0.95, 0.96, 0.97)]
+    assert objective_so_far(epochs) == pytest.approx(0.96)
+    assert objective_so_far(epochs[:2]) == pytest.approx(0.7)
+    assert objective_so_far([{"val_acc": None}]) is None  # no validation split, no objective
+
+
+def test_run_py_trains_and_writes_metrics_and_checkpoint(tmp_path, mnist):
+    proc = run_entry("run.py", [*SMALL, "train.checkpoint=true", "data.val_size=200"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    (run_dir,) = (tmp_path / "outputs" / "runs").iterdir()
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["params"] == 19_642 and metrics["fc_free"] is False
+    assert metrics["config"]["model"]["name"] == "baseline"
+    assert set(metrics["epochs"][0]) >= {"epoch", "train_loss", "val_acc", "test_acc", "seconds"}
+    assert "first_epoch_at_target" in metrics
+    import torch
+
+    checkpoint = torch.load(run_dir / "model.pt", weights_only=False)
+    assert checkpoint["config"]["model"]["name"] == "baseline" and "conv1.0.weight" in checkpoint["state_dict"]
+
+
+def test_run_py_over_budget_exits_fast_with_the_count(tmp_path):
+    proc = run_entry("run.py", ["model.blocks.0.convs=[64,64,64]"], cwd=tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "error: model has 91,162 params; constraints.max_params=20000 requires fewer")
+    assert "Traceback" not in proc.stderr
+    assert not list((tmp_path / "outputs" / "runs").glob("*"))  # the rejected run leaves no directory
+
+
+def test_summary_flags_the_linear_head_of_the_baseline(tmp_path):
+    proc = run_entry("summary.py", [], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "19,642" in proc.stdout
+    assert "[WARN] NOT FC-free: fc2.0: Linear 16->10" in proc.stdout
+    strict = run_entry("summary.py", ["constraints.allow_fc=false"], cwd=tmp_path)
+    assert strict.returncode != 0 and "[FAIL] NOT FC-free" in strict.stdout
