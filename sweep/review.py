@@ -25,7 +25,7 @@ from typing import Any, Callable, Optional, Sequence
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python sweep/review.py` from a checkout
 
 from sweep.errors import ConfigError, StorageError  # noqa: E402
-from sweep.study import STATUS, pareto_front  # noqa: E402
+from sweep.study import STATUS, pareto_front, with_busy_timeout  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
@@ -155,7 +155,7 @@ def open_readonly(url: str) -> Any:
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
-        return optuna.storages.RDBStorage(readonly)
+        return optuna.storages.RDBStorage(with_busy_timeout(readonly))  # a sweep may hold the write lock a while
     except Exception as e:  # SQLAlchemy and Optuna raise many types; the user needs the URL and the cause
         cause = " ".join(str(e).split()) or type(e).__name__
         if "readonly database" in cause:
@@ -196,7 +196,7 @@ def state_label(t: Any) -> str:
     if state == "pruned":
         return f"pruned at epoch {t.user_attrs.get('pruned_at_epoch') or max(t.intermediate_values, default='?')}"
     if state == "running":
-        return f"running (epoch {len(t.intermediate_values)})"
+        return f"running, {len(t.intermediate_values)} epochs done" if t.intermediate_values else "running"
     if state == "failed" and STATUS not in t.user_attrs:
         return "failed (stale/killed)"
     if state in ("rejected", "failed"):
@@ -353,7 +353,10 @@ def experiment_yaml(row: Row, name: str, review: Review) -> str:
     defaults, values = [], {}
     for o in OverridesParser.create().parse_overrides(row.overrides):
         key = o.key_or_group
-        if o.is_delete() or key in RUNTIME_KEYS or key in ("sweep", "experiment"):
+        if key == "experiment":
+            raise ConfigError(f"trial {row.number} ran with +experiment={o.value()}; an experiment cannot include "
+                              "another: write conf/experiment/NAME.yaml by hand from its overrides")
+        if o.is_delete() or key in RUNTIME_KEYS or key == "sweep":
             continue
         if (CONF / key).is_dir():
             defaults.append({f"override /{key}": o.value()})
@@ -782,17 +785,39 @@ def write_report(review: Review, out: Path, top: int) -> dict[str, Optional[str]
 # ---------------------------------------------------------------- dashboard and entry point
 
 def serve_dashboard(storage: Any, url: str, study: str, port: int) -> None:
-    """optuna-dashboard on 127.0.0.1:port until Ctrl-C, on the read-only storage."""
+    """optuna-dashboard on 127.0.0.1:port, on the read-only storage, until Ctrl-C.
+
+    The server runs in a thread so that Ctrl-C always reaches the main thread: under optuna_dashboard.run_server,
+    wsgiref swallows a KeyboardInterrupt that lands while a request is answered, and the browser polls."""
+    import threading
+    from socketserver import ThreadingMixIn
+    from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
     import optuna_dashboard
 
-    names = {s.study_name: s._study_id for s in storage.get_all_study_summaries()}
-    page = f"/dashboard/studies/{names[study]}" if study in names else "/dashboard"
-    print(f"optuna-dashboard on {url} (read-only): http://127.0.0.1:{port}{page}  (Ctrl-C to stop)", flush=True)
+    class Server(ThreadingMixIn, WSGIServer):
+        daemon_threads = True
+
+    class QuietHandler(WSGIRequestHandler):
+        def log_message(self, *args: Any) -> None:  # one line per poll of the browser otherwise
+            pass
+
     try:
-        optuna_dashboard.run_server(storage, host="127.0.0.1", port=port)
+        server = make_server("127.0.0.1", port, optuna_dashboard.wsgi(storage), Server, QuietHandler)
     except OSError as e:
         raise ConfigError(f"--port={port}: cannot listen on 127.0.0.1:{port} ({e.strerror or e}); "
                           "choose another port") from None
+    names = {s.study_name: s._study_id for s in storage.get_all_study_summaries()}
+    page = f"/dashboard/studies/{names[study]}" if study in names else "/dashboard"
+    print(f"optuna-dashboard on {url} (read-only): http://127.0.0.1:{port}{page}  (Ctrl-C to stop)", flush=True)
+    thread = threading.Thread(target=server.serve_forever, name="dashboard", daemon=True)
+    thread.start()
+    try:
+        thread.join()
+    except KeyboardInterrupt:
+        server.shutdown()
+    finally:
+        server.server_close()
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
@@ -807,12 +832,15 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                    + ", ".join(BASELINE_GLOBS) + ")")
     p.add_argument("--save-experiment", metavar="NAME", help="write the winner as conf/experiment/NAME.yaml")
     p.add_argument("--trial", type=int, help="with --save-experiment: save this complete trial, not the winner")
-    p.add_argument("--experiment-dir", type=Path, default=CONF / "experiment", help=argparse.SUPPRESS)
+    p.add_argument("--experiment-dir", type=Path, default=CONF / "experiment",
+                   help="where --save-experiment writes (default: conf/experiment)")
     p.add_argument("--dashboard", action="store_true", help="serve optuna-dashboard on 127.0.0.1 until Ctrl-C")
     p.add_argument("--port", type=int, default=8080, help="dashboard port (default: %(default)s)")
     args = p.parse_args(argv)
     if args.top < 1:
         p.error(f"--top={args.top}: must be >= 1")
+    if args.trial is not None and not args.save_experiment:
+        p.error("--trial needs --save-experiment NAME")
     return args
 
 
@@ -826,14 +854,14 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         raise ConfigError(f"--baseline={args.baseline}: no such file")
     baseline = args.baseline or find_baseline()
     review = review_study(study, args.storage, baseline)
+    if args.save_experiment:  # before the plots: a name that is taken fails at once
+        path = save_experiment(pick(review, args.trial), args.save_experiment, review, args.experiment_dir)
+        print(f"wrote {path}; confirm: python sweep/run.py -m +experiment={args.save_experiment} seed=1,2,3",
+              file=sys.stderr)
     out = args.out or Path("outputs") / "review" / args.study
     plots = write_report(review, out, args.top)
     sys.stdout.write(render(review, args.format, args.top, plots, out))
     print(f"report: {out}/report.md", file=sys.stderr)
-    if args.save_experiment:
-        path = save_experiment(pick(review, args.trial), args.save_experiment, review, args.experiment_dir)
-        print(f"wrote {path}; confirm: python sweep/run.py -m +experiment={args.save_experiment} seed=1,2,3",
-              file=sys.stderr)
 
 
 if __name__ == "__main__":

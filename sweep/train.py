@@ -285,7 +285,8 @@ def _train(cfg: DictConfig, report: ModelReport, out_dir: Optional[Path], link: 
         val = "-" if record["val_acc"] is None else f"{record['val_acc']:.4f}"
         log.info(f"epoch {epoch:2d}/{cfg.train.epochs}  loss {train_loss:.4f}  val {val}  "
                  f"test {record['test_acc']:.4f}  {record['seconds']:.1f}s")
-        if link is not None and record["val_acc"] is not None:
+        # Optuna 2.10 cannot report intermediate values (or prune) with several objectives.
+        if link is not None and record["val_acc"] is not None and len(cfg.objectives) == 1:
             if link.report(objective_so_far(result.epochs), epoch) and epoch < cfg.train.epochs:
                 result.status = "pruned"
                 log.info(f"pruned at epoch {epoch}")
@@ -293,7 +294,8 @@ def _train(cfg: DictConfig, report: ModelReport, out_dir: Optional[Path], link: 
     if bar is not None:
         bar.close()
     result.objective = _objective(cfg, result)
-    summary = _write(cfg, result, out_dir, model, time.perf_counter() - started, startup_s)
+    summary = _write(cfg, result, out_dir, model, time.perf_counter() - started, startup_s,
+                     machine=_machine(device))
     if link is not None:
         link.record(**summary)
     return result
@@ -309,9 +311,9 @@ def _objective(cfg: DictConfig, result: RunResult) -> Any:
 
 def _diverged(reason: str, link: Any, result: RunResult, out_dir: Optional[Path], cfg: DictConfig) -> None:
     result.status = "failed"
-    _write(cfg, result, out_dir, None, None, None, reason=reason)
+    summary = _write(cfg, result, out_dir, None, None, None, reason=reason)
     if link is not None:
-        link.record(status="failed", reason=reason)
+        link.record(**summary)
     raise DivergedError(reason)
 
 
@@ -323,8 +325,26 @@ def _progress(cfg: DictConfig, steps: int) -> Any:
     return tqdm(total=steps * cfg.train.epochs, unit="batch", leave=False, dynamic_ncols=True)
 
 
+def _machine(device: str) -> dict[str, Any]:
+    """Where the run ran, so that wall times can be read against the hardware."""
+    import platform
+
+    import torch
+
+    cpu = platform.processor()
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                   if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    gpu = torch.cuda.get_device_name() if device == "cuda" else None
+    return {"node": platform.node(), "cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "device": device, "gpu": gpu, "torch": torch.__version__}
+
+
 def _write(cfg: DictConfig, result: RunResult, out_dir: Optional[Path], model: Any, wall: Optional[float],
-           startup_s: Optional[float], reason: Optional[str] = None) -> dict[str, Any]:
+           startup_s: Optional[float], reason: Optional[str] = None,
+           machine: Optional[dict[str, Any]] = None) -> dict[str, Any]:
     """metrics.json (and the checkpoint) in the run directory; returns the trial's summary record."""
     target = cfg.constraints.target_acc
     best = max(result.epochs, key=lambda e: e["val_acc"] if e["val_acc"] is not None else e["test_acc"], default=None)
@@ -349,6 +369,7 @@ def _write(cfg: DictConfig, result: RunResult, out_dir: Optional[Path], model: A
         **summary,
         **result.report.as_dict(),
         "best_epoch": best,
+        "machine": machine,
         "epochs": result.epochs,
         "config": OmegaConf.to_container(cfg, resolve=True),
     }

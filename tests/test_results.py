@@ -55,7 +55,8 @@ def experiments(confirm: Path) -> dict[str, rs.Experiment]:
     ("good", True, "**CONFIRMED**: FC-free, 14,210 < 20,000 params, 20 <= 20 epochs; every seed reaches 99.4%"),
     ("shaky", False, "**NOT CONFIRMED**: accuracy rule fails: seed 2 has 99.38% at epoch 19, under 99.4%."),
     ("baseline", False, "**NOT CONFIRMED**: it has a fully connected layer (fc2.0: Linear 16->10), which the rules "
-                        "forbid. Accuracy alone passes: every seed reaches 99.4% in each of the last 3 epochs (min 99.40%)."),
+                        "forbid. Accuracy alone passes: every seed reaches 99.4% in each of the last 3 epochs "
+                        "(min 99.40%)."),
 ])
 def test_verdicts(experiments: dict[str, rs.Experiment], name: str, confirmed: bool, says: str) -> None:
     e = experiments[name]
@@ -90,7 +91,8 @@ def test_writes_results_md_plot_and_sweep_cost(confirm: Path, tmp_path: Path, ca
     rs.main(["--confirm-dir", str(confirm), "--out", str(out), "--plot", str(plot), "--storage", url,
              "--study", "demo"])
     text = out.read_text()
-    assert "Confirmed: good." in text and "cores" in text and "![test accuracy vs params](results/acc_vs_params.png)" in text
+    assert "Confirmed: good." in text and "cores" in text
+    assert "![test accuracy vs params](results/acc_vs_params.png)" in text
     assert "| baseline (documented Net) | 19,642 | 0.98M | no | 20 | 1, 2, 3 |" in text
     assert "| demo | 8 | 3 | 2 | 0 | 1 | 2 | 38 | 80 | 52.5% |" in text  # the review's arithmetic
     assert plot.read_bytes()[:4] == b"\x89PNG"

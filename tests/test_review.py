@@ -6,6 +6,7 @@ import hashlib
 import io
 import json
 import shlex
+import signal
 import socket
 import subprocess
 import sys
@@ -186,11 +187,9 @@ def test_report_folder_and_readonly_storage(lab: Path, monkeypatch: pytest.Monke
 def test_importances_skipped_without_two_complete_trials(tmp_path: Path) -> None:
     url = make_study(tmp_path / "one.db", "one", [TRIALS[2], TRIALS[3]])
     review = rv.review_study(rv.load_study(rv.open_readonly(url), "one", url), url, None)
-    plots = rv.write_report(review, tmp_path / "report", top=10)
-    assert plots["importances.png"].startswith("needs 2 or more complete trials")
-    assert not (tmp_path / "report" / "importances.png").exists()
-    assert "`importances.png` skipped: needs 2" in (tmp_path / "report" / "report.md").read_text()
-    assert all((tmp_path / "report" / name).stat().st_size for name in ["history.png", "curves.png"])
+    note = rv.plot_importances(review, tmp_path / "importances.png")
+    assert note.startswith("needs 2 or more complete trials") and not (tmp_path / "importances.png").exists()
+    assert "- `importances.png` skipped: needs 2" in rv.to_markdown(review, 10, {"importances.png": note})
 
 
 @pytest.mark.parametrize("args, message", [
@@ -260,11 +259,10 @@ def test_dashboard_serves_the_study(lab: Path) -> None:
                 time.sleep(0.2)
         study_id = next(s["study_id"] for s in studies if s["study_name"] == "demo")
         assert len(get_json(f"http://127.0.0.1:{port}/api/studies/{study_id}")["trials"]) == len(TRIALS)
+        proc.send_signal(signal.SIGINT)  # Ctrl-C: a clean stop
+        assert proc.wait(timeout=10) == 0
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
+        if proc.poll() is None:
             proc.kill()
             proc.wait()
     assert f"http://127.0.0.1:{port}/dashboard/studies/{study_id}" in proc.stdout.read()
