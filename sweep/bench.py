@@ -28,7 +28,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python sweep/be
 if TYPE_CHECKING:
     from omegaconf import DictConfig
 
-ROOT = Path(__file__).resolve().parents[1]
 BENCH_DEFAULTS = ["data.rotation=7", "train.device=cpu"]  # user overrides come after and win
 FLOP_PER_CYCLE = 32  # Zen 3 AVX2 fp32: 2 FMA pipes x 8 lanes x 2 FLOP (no AVX-512)
 WARMUP_BATCHES = 10  # oneDNN primitives, allocator and DataLoader workers before any timing
@@ -36,19 +35,6 @@ TEST_SUBSET = 64  # train() evaluates after its epoch; one small batch keeps tha
 EPOCH = 60_000
 
 Loop = Callable[[int], tuple[int, float]]  # images asked -> (images trained, seconds)
-
-
-def compose(overrides: list[str]) -> DictConfig:
-    """The job config `python sweep/run.py <overrides>` would see."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-
-    import hydra_plugins.archsearch_sweeper.archsearch_sweeper  # noqa: F401 - conf/sweep selects this sweeper
-    from sweep.config import register_configs
-
-    register_configs()
-    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
-        return hydra_compose("config", overrides=overrides)
 
 
 def tutorial_model(cfg: DictConfig) -> Any:
@@ -170,30 +156,27 @@ def bare_loop(cfg: DictConfig, images: int) -> Loop:
     return run
 
 
-def cpu_info() -> tuple[str, float | None]:
-    """The CPU's model name and its clock in GHz as /proc/cpuinfo reports it (nominal under a hypervisor)."""
-    import platform
-
-    info: dict[str, str] = {}
+def cpu_ghz() -> float | None:
+    """The clock /proc/cpuinfo reports (nominal under a hypervisor: boost is not visible), if any."""
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():  # the first CPU's entries
-            key, _, value = line.partition(":")
-            info.setdefault(key.strip(), value.strip())
-    except OSError:
-        pass
-    mhz = info.get("cpu MHz")
-    return info.get("model name") or platform.processor() or "unknown CPU", float(mhz) / 1000 if mhz else None
+        mhz = next(line.split(":", 1)[1] for line in Path("/proc/cpuinfo").read_text().splitlines()
+                   if line.startswith("cpu MHz"))
+    except (OSError, StopIteration):
+        return None
+    return float(mhz) / 1000
 
 
-TUTORIAL, TRAINER, BARE = "(a) tutorial, DataLoader num_workers={}", "(b) train(), this project", \
-    "(c) bare in-memory loop, no augmentation"
+TUTORIAL = "(a) tutorial, DataLoader num_workers={}"
+TRAINER = "(b) train(), this project"
+BARE = "(c) bare in-memory loop, no augmentation"
+Rates = dict[str, list[float]]  # loop name -> img/s of each repeat
 
 
 def say(text: str) -> None:
     print(text, file=sys.stderr, flush=True)  # progress goes to stderr, so stdout is only the table
 
 
-def measure(cfg: DictConfig, images: int, repeats: int, workers: list[int]) -> tuple[dict[str, list[float]], list[float]]:
+def measure(cfg: DictConfig, images: int, repeats: int, workers: list[int]) -> tuple[Rates, list[float]]:
     """img/s of every loop over interleaved repeats, and train()'s start-up on a cold and a warm call."""
     bs = cfg.train.batch_size
     # First, before anything else reads MNIST: the start-up of a trial, cold (reads the files) and
@@ -203,7 +186,7 @@ def measure(cfg: DictConfig, images: int, repeats: int, workers: list[int]) -> t
     loops: dict[str, Loop] = {TUTORIAL.format(w): tutorial_loop(cfg, w) for w in workers}
     loops[TRAINER] = lambda n: trainer_run(cfg, n)[:2]
     loops[BARE] = bare_loop(cfg, images)
-    rates: dict[str, list[float]] = {name: [] for name in loops}
+    rates: Rates = {name: [] for name in loops}
     for r in range(repeats):
         for name, loop in loops.items():
             done, seconds = loop(images)
@@ -212,28 +195,32 @@ def measure(cfg: DictConfig, images: int, repeats: int, workers: list[int]) -> t
     return rates, startup
 
 
-def print_table(cfg: DictConfig, macs: int, params: int, rates: dict[str, list[float]], startup: list[float],
+def print_table(cfg: DictConfig, macs: int, params: int, rates: Rates, startup: list[float],
                 images: int, load_start: float) -> None:
     """The README table: conditions, img/s per loop, ratios, FLOP utilisation and per-trial overhead."""
     import datetime
 
-    import torch
+    from sweep.train import _machine
 
-    cpu, ghz = cpu_info()
-    cores, threads = os.cpu_count() or 1, torch.get_num_threads()
+    machine, ghz = _machine("cpu"), cpu_ghz()
+    cores, threads = machine["cores"] or 1, machine["torch_threads"]
     used = min(threads, cores)
     peak = used * ghz * 1e9 * FLOP_PER_CYCLE if ghz else None
     flop_per_image = macs * 2 * 3  # a MAC is 2 FLOP; the backward costs about twice the forward
     rate = {name: statistics.median(values) for name, values in rates.items()}
     base = max((name for name in rate if name.startswith("(a)")), key=rate.get)  # the fairest: the faster
+
+    def ratio(num: str, den: str) -> float:  # per repeat, as the loops ran back to back: load drifts cancel
+        return statistics.median(n / d for n, d in zip(rates[num], rates[den]))
+
     d = cfg.data
     aug = ", ".join(f"{k} {d[k]}" for k in ("rotation", "translate", "scale") if d[k]) or "no augmentation"
     repeats = len(next(iter(rates.values())))
 
     print(f"model={cfg.model.name}: {params:,} params, {macs / 1e6:.2f} M MACs/image; batch {cfg.train.batch_size}; "
           f"{aug}; SGD, fp32; {images:,} images per run, median of {repeats} interleaved runs")
-    print(f"{datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}; {cpu}, {cores} cores"
-          + (f" at {ghz:.2f} GHz" if ghz else "") + f"; torch {torch.__version__}, {threads} threads; "
+    print(f"{datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}; {machine['cpu']}, {cores} cores"
+          + (f" at {ghz:.2f} GHz" if ghz else "") + f"; torch {machine['torch']}, {threads} threads; "
           f"load average {load_start:.1f} at start, {os.getloadavg()[0]:.1f} at end (shared cores: compare ratios)")
     print()
     print("| loop | img/s | runs (img/s) | s per 60k images | vs (a) | FLOP/s of peak |")
@@ -241,27 +228,29 @@ def print_table(cfg: DictConfig, macs: int, params: int, rates: dict[str, list[f
     for name, values in rates.items():
         util = f"{flop_per_image * rate[name] / peak:.1%}" if peak else "n/a"
         print(f"| {name} | {rate[name]:,.0f} | {' '.join(f'{v:.0f}' for v in values)} | {EPOCH / rate[name]:.1f} "
-              f"| {rate[name] / rate[base]:.2f}x | {util} |")
+              f"| {ratio(name, base):.2f}x | {util} |")
     print()
-    print(f"(b)/(a) = {rate[TRAINER] / rate[base]:.2f}x  (a = the faster tutorial variant: {base[4:]})")
-    print(f"(b)/(c) = {rate[TRAINER] / rate[BARE]:.2f}  (the cost of shuffling, augmenting and normalizing per batch)")
+    print(f"(b)/(a) = {ratio(TRAINER, base):.2f}x  (a = the faster tutorial variant: {base[4:]}; "
+          "ratios are medians of per-repeat ratios)")
+    print(f"(b)/(c) = {ratio(TRAINER, BARE):.2f}  ((c) neither shuffles, augments nor normalizes per batch)")
     if peak:
-        print(f"peak = {used} cores x {ghz:.2f} GHz x {FLOP_PER_CYCLE} FLOP/cycle (AVX2: 2 FMA x 8 fp32 x 2) "
-              f"= {peak / 1e9:.0f} GFLOP/s; FLOP/s = MACs x 2 x 3 (forward + backward) x img/s; "
-              "clock as /proc/cpuinfo reports it, boost not counted")
-    print(f"per-trial overhead (train() start to first step): {startup[0]:.2f} s on the first call "
-          f"(reads MNIST), {startup[1]:.2f} s on the second (cached in the process)")
+        print(f"peak = {used} core{'s' if used > 1 else ''} x {ghz:.2f} GHz x {FLOP_PER_CYCLE} FLOP/cycle "
+              f"(AVX2: 2 FMA x 8 fp32 x 2) = {peak / 1e9:.0f} GFLOP/s; FLOP/s = MACs x 2 x 3 (forward + backward) "
+              "x img/s; clock as /proc/cpuinfo reports it, boost not counted")
+    print(f"per-trial overhead (train() start to first step): {startup[0]:.2f} s on the first call in the process "
+          f"(one-off imports and reading MNIST), {startup[1]:.2f} s on the second (MNIST cached in the process)")
 
 
 def bench(args: argparse.Namespace) -> None:
     import torch
 
     from sweep.errors import ConfigError
+    from sweep.summary import compose_config
     from sweep.train import check_config
 
     shrink = ["train.epochs=1", "data.val_size=0", f"data.test_subset={TEST_SUBSET}", "train.progress=false",
               "train.checkpoint=false"]
-    cfg = compose([*BENCH_DEFAULTS, *args.overrides, *shrink])
+    cfg = compose_config([*BENCH_DEFAULTS, *args.overrides, *shrink])
     if cfg.train.device != "cpu":
         raise ConfigError(f"train.device={cfg.train.device}: bench.py times CPU loops only (leave it at cpu)")
     if not cfg.train.batch_size <= args.images <= EPOCH:

@@ -94,15 +94,18 @@ def _check_model_config(cfg: DictConfig) -> None:
 
 class Dropout(nn.Dropout):
     """nn.Dropout (same repr) whose CPU mask costs one RNG draw per 8 elements instead of one per
-    element: on small CNNs the CPU generator, not the convs, bounds training speed (about 4x faster
-    here). p is applied in steps of 1/256."""
+    element: the CPU generator is slow next to these tiny convs (measured here, 2 threads, on a
+    64x16x26x26 activation: 14.5 ms for torch.dropout, 3.1 ms for this). p is applied in steps of 1/256."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.p == 0 or x.device.type != "cpu":
             return super().forward(x)
+        if not (x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last)):
+            x = x.contiguous()
         n = x.numel()
         words = torch.randint(-(2**63), 2**63 - 1, ((n + 7) // 8,), dtype=torch.int64)
-        random_bytes = words.view(torch.uint8)[:n].view(x.shape)
+        # The bytes are i.i.d., so laying them out with x's strides keeps channels_last intact.
+        random_bytes = words.view(torch.uint8)[:n].as_strided(x.shape, x.stride())
         return torch.where(random_bytes >= round(self.p * 256), x * (1 / (1 - self.p)), 0.0)
 
 

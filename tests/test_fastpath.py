@@ -103,8 +103,6 @@ def test_dropout_drops_p_and_rescales_the_rest(p: float, shape: tuple[int, ...])
     torch.testing.assert_close(x.grad, kept.float() / (1 - p))
 
 
-@pytest.mark.xfail(strict=True, reason="sweep/model.py Dropout builds its mask NCHW, so channels_last activations "
-                                       "come out NCHW and every later layer converts (see the bench report)")
 def test_dropout_keeps_channels_last() -> None:
     x = torch.randn(8, 16, 12, 12).contiguous(memory_format=torch.channels_last)
     assert Dropout(0.25).train()(x).is_contiguous(memory_format=torch.channels_last)
