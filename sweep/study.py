@@ -54,23 +54,27 @@ def heartbeat_timing() -> tuple[float, int]:
 _RACES = ("already exists", "UNIQUE constraint failed", "duplicate key", "database is locked")
 
 
+def with_busy_timeout(url: str) -> str:
+    """The URL, for SQLite made to wait for a lock held by another worker (the driver gives up after 5 s)."""
+    if url.startswith("sqlite:") and "timeout=" not in url:
+        return f"{url}{'&' if '?' in url else '?'}timeout={SQLITE_BUSY_SECONDS}"
+    return url
+
+
 def open_storage(url: str) -> Any:
     """An RDB storage with heartbeats, so that trials of killed workers can be failed later."""
     import optuna
 
-    kwargs: dict[str, Any] = {}
     if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
         path = Path(url[len("sqlite:///"):].split("?")[0])
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise StorageError(f"hydra.sweeper.storage={url!r}: cannot create {e.filename} ({e.strerror})") from None
-        if "timeout=" not in url:
-            kwargs["engine_kwargs"] = {"connect_args": {"timeout": SQLITE_BUSY_SECONDS}}
     interval, grace = heartbeat_timing()
     for attempt in range(4):
         try:
-            return optuna.storages.RDBStorage(url, heartbeat_interval=interval, grace_period=grace, **kwargs)
+            return optuna.storages.RDBStorage(with_busy_timeout(url), heartbeat_interval=interval, grace_period=grace)
         except Exception as e:  # SQLAlchemy raises many types; the user needs the URL and the cause
             if attempt < 3 and any(race in str(e) for race in _RACES):
                 time.sleep(random.uniform(0.1, 0.5))
@@ -79,15 +83,14 @@ def open_storage(url: str) -> Any:
             raise StorageError(f"hydra.sweeper.storage={url!r}: cannot be opened ({cause})") from None
 
 
-def fail_stale_trials(study: Any) -> list[int]:
+def fail_stale_trials(storage: Any, study_id: int) -> list[int]:
     """Fail the RUNNING trials of killed workers (no heartbeat within the grace), saying why; their numbers."""
     import optuna
 
-    storage = study._storage
     _, grace = heartbeat_timing()
     reason = f"worker lost: no heartbeat for over {grace} s (killed, or its machine went away)"
     failed = []
-    for tid in storage._get_stale_trial_ids(study._study_id):  # Optuna's own check, which records no reason
+    for tid in storage._get_stale_trial_ids(study_id):  # Optuna's own check, which records no reason
         try:
             storage.set_trial_user_attr(tid, STATUS, "failed")
             storage.set_trial_user_attr(tid, "reason", reason)

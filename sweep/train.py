@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
 OBJECTIVE_EPOCHS = 3  # the objective averages the last epochs: consistency, not one lucky epoch
+EXPLODED_LOSS = 1e4  # cross-entropy starts near 2.3; a loss this large never comes back
 
 
 @dataclass
@@ -161,7 +162,10 @@ def train(cfg: DictConfig, out_dir: Optional[Path] = None, link: Any = None) -> 
         return _train(cfg, report, out_dir, link, started)
     except KeyboardInterrupt:
         if link is not None:
-            link.interrupted("interrupted (SIGINT) during training")
+            try:  # the signal may have landed inside a database call; never let that hide the interrupt
+                link.interrupted("interrupted (SIGINT) during training")
+            except Exception as e:  # noqa: BLE001
+                log.warning(f"could not mark trial {cfg.trial} failed: {e}")
         raise
     finally:
         if link is not None:
@@ -269,14 +273,14 @@ def _train(cfg: DictConfig, report: ModelReport, out_dir: Optional[Path], link: 
             opt.step()
             sched.step()
             loss_sum += loss.detach()
-            if step % check_every == 0 and not torch.isfinite(loss):
-                _diverged(f"non-finite loss ({loss.item()}) at epoch {epoch}, step {step + 1}; "
+            if step % check_every == 0 and not (torch.isfinite(loss) and loss < EXPLODED_LOSS):
+                _diverged(f"diverged: loss {loss.item():.3g} at epoch {epoch}, step {step + 1}; "
                           f"optim.lr={cfg.optim.lr} is probably too high", link, result, out_dir, cfg)
             if bar is not None:
                 bar.update(1)
         train_loss = loss_sum.item() / steps
         if not math.isfinite(train_loss):
-            _diverged(f"non-finite loss at epoch {epoch}", link, result, out_dir, cfg)
+            _diverged(f"diverged: non-finite loss at epoch {epoch}", link, result, out_dir, cfg)
         record = {"epoch": epoch, "train_loss": train_loss,
                   "val_acc": evaluate(model, *parts["val"], cfg, autocast),
                   "test_acc": evaluate(model, *parts["test"], cfg, autocast),

@@ -14,7 +14,7 @@ DATA = ROOT / "data"  # prepared once, shared by every test (and by the user's r
 
 # The real configs, shrunk: a few thousand images, one epoch, no progress bar, no checkpoint.
 SMALL = ["data.train_subset=2000", "data.test_subset=500", "train.epochs=1", "train.progress=false",
-         "train.checkpoint=false", f"data.root={DATA}"]
+         "train.checkpoint=false", "train.threads=1", f"data.root={DATA}"]
 
 
 def compose(overrides: list[str] = (), config_name: str = "config"):

@@ -16,15 +16,16 @@ import logging
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, List, Sequence
+from typing import Any, List, Sequence, Tuple
 
 from hydra.core.config_store import ConfigStore
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override, Transformer
-from hydra_plugins.hydra_optuna_sweeper._impl import OptunaSweeperImpl
 from hydra_plugins.hydra_optuna_sweeper.config import OptunaSweeperConf
 from hydra_plugins.hydra_optuna_sweeper.optuna_sweeper import OptunaSweeper
 from omegaconf import OmegaConf
+
+from sweep.errors import BudgetError, ConfigError, StorageError
 
 log = logging.getLogger(__name__)
 
@@ -47,15 +48,22 @@ ConfigStore.instance().store(group="hydra/sweeper", name="archsearch", node=Arch
                              provider="archsearch")
 
 
-class _TrialNumberImpl(OptunaSweeperImpl):
-    batch: List[Any] = []  # the trials of the batch being launched
+def _impl_class() -> type:
+    """The stock implementation plus trial numbers and heartbeats; built on first use because importing
+    it imports optuna (seconds), and Hydra imports every plugin module on every start, even for --help."""
+    from hydra_plugins.hydra_optuna_sweeper._impl import OptunaSweeperImpl
 
-    def _configure_trials(self, trials: List[Any], *args: Any) -> Sequence[Sequence[str]]:
-        overrides = super()._configure_trials(trials, *args)
-        self.batch = list(trials)
-        for trial in trials:  # a first heartbeat, so a worker killed before its job starts is caught too
-            trial.study._storage.record_heartbeat(trial._trial_id)
-        return [(*o, f"trial={t.number}") for t, o in zip(trials, overrides)]
+    class _TrialNumberImpl(OptunaSweeperImpl):
+        batch: List[Any] = []  # the trials of the batch being launched
+
+        def _configure_trials(self, trials: List[Any], *args: Any) -> Sequence[Sequence[str]]:
+            overrides = super()._configure_trials(trials, *args)
+            self.batch = list(trials)
+            for trial in trials:  # a first heartbeat, so a worker killed before its job starts is caught too
+                trial.study._storage.record_heartbeat(trial._trial_id)
+            return [(*o, f"trial={t.number}") for t, o in zip(trials, overrides)]
+
+    return _TrialNumberImpl
 
 
 def _candidates(searched: List[Override]) -> List[List[str]]:
@@ -74,6 +82,20 @@ def _candidates(searched: List[Override]) -> List[List[str]]:
     return [[f"{k}={v[i % len(v)]}" for k, v in values.items()] for i in range(n)]
 
 
+def _check_candidate_models(cfgs: List[Any]) -> None:
+    """Build each candidate's model; an error only if none fits (a sampled misfit is rejected in milliseconds)."""
+    from sweep.train import check_config
+
+    rejected = []
+    for cfg in cfgs:
+        try:
+            check_config(cfg)
+        except (ConfigError, BudgetError) as e:
+            rejected.append(e)
+    if len(rejected) == len(cfgs):
+        raise type(rejected[0])(f"none of the {len(cfgs)} candidates tried before the sweep fits: {rejected[0]}")
+
+
 def _remove_empty(dirs: List[Path]) -> None:
     """Remove the directories a failed pre-flight made, deepest first, unless something was put there."""
     for d in dirs:
@@ -86,104 +108,136 @@ def _remove_empty(dirs: List[Path]) -> None:
 class ArchSearchSweeper(OptunaSweeper):
     def __init__(self, pruner: Any, **kwargs: Any) -> None:
         # Same arguments as the stock sweeper; only the implementation class differs.
-        self.sweeper = _TrialNumberImpl(**kwargs)
+        self.sweeper = _impl_class()(**kwargs)
         self.pruner = pruner
 
     def sweep(self, arguments: List[str]) -> None:
-        from sweep.study import beat_while_running
+        from sweep.study import beat_while_running, with_busy_timeout
 
         impl, url = self.sweeper, self.sweeper.storage
         if url is None:
-            from sweep.errors import ConfigError
-
             raise ConfigError("hydra.sweeper.storage=null: pruning and resuming need a storage URL")
         storage = self._preflight(arguments)
         stop = threading.Event()
         beat = threading.Thread(target=beat_while_running, args=(storage, lambda: [t._trial_id for t in impl.batch],
                                                                  stop), daemon=True, name="sweeper-heartbeat")
         beat.start()
-        impl.storage = storage  # the plugin creates the study from it: heartbeats and SQLite's busy timeout
+        impl.storage = with_busy_timeout(url)  # the plugin opens its own storage from this URL
         try:
-            super().sweep(arguments)
-        except KeyboardInterrupt:
-            self._fail_unfinished(storage, "interrupted (SIGINT) before its job finished")
-            log.warning("interrupted: finished trials are kept; run the same command again to go on")
+            self._run_trials(arguments, storage)
+        except BaseException as e:  # Ctrl-C, or a launcher that lost a job (e.g. a Slurm timeout)
+            self._fail_unfinished(storage, "interrupted (SIGINT) before its job finished"
+                                  if isinstance(e, KeyboardInterrupt) else
+                                  f"the sweep stopped before its job finished ({type(e).__name__})")
+            log.warning("stopped: finished trials are kept; run the same command again to go on")
             raise
         finally:
             stop.set()
             impl.storage = url
             self._write_results(storage)
 
-    def _preflight(self, arguments: List[str]) -> Any:
-        """Fail fast, before any trial exists, on what would make every trial fail; return the open storage."""
+    def _run_trials(self, arguments: List[str], storage: Any) -> None:
+        """The plugin's loop. A study in which no trial has finished (all rejected, diverged or failed, each
+        with its reason) is a result, not a crash: the plugin's closing summary would raise on it."""
         import optuna
-        from hydra.errors import HydraException
-        from omegaconf.errors import OmegaConfBaseException
 
-        from sweep.cli import one_line
-        from sweep.errors import BudgetError, ConfigError, StorageError
-        from sweep.study import fail_stale_trials, make_pruner, open_storage
-        from sweep.train import check_config
+        try:
+            super().sweep(arguments)
+        except ValueError:
+            study = optuna.load_study(study_name=self.sweeper.study_name, storage=storage)
+            if study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.COMPLETE]):
+                raise
+            log.warning("no trial of this study has finished yet, so there is no best trial; "
+                        "the user attributes status and reason of each trial say why")
+
+    def _preflight(self, arguments: List[str]) -> Any:
+        """Fail fast, before any trial exists, on what would make every trial fail; return the open storage.
+
+        Cheapest first: values need no torch, so a typo answers before the model checks load it."""
+        from sweep.study import make_pruner
 
         impl = self.sweeper
         for key in ("n_trials", "n_jobs"):
             if getattr(impl, key) < 1:
                 raise ConfigError(f"hydra.sweeper.{key}={getattr(impl, key)}: must be >= 1")
+        cfg, candidates, model_searched = self._check_values(arguments)
+        directions = [d.lower() for d in impl._get_directions()]
+        if cfg.objectives and len(cfg.objectives) != len(directions):
+            raise ConfigError(f"objectives={list(cfg.objectives)} has {len(cfg.objectives)} values but "
+                              f"hydra.sweeper.direction={directions}")
+        if model_searched:
+            _check_candidate_models(candidates)
+        else:
+            from sweep.train import check_config
+
+            check_config(cfg)  # one fixed model: over budget or unbuildable fails every trial
         make_pruner(self.pruner)
+        made = self._make_sweep_dir()
+        try:
+            return self._open_study(directions)
+        except BaseException:
+            _remove_empty(made)
+            raise
+
+    def _check_values(self, arguments: List[str]) -> Tuple[Any, List[Any], bool]:
+        """Compose the fixed config and the search space's candidates and validate their values."""
+        from hydra.errors import HydraException
+        from omegaconf.errors import OmegaConfBaseException
+
+        from sweep.cli import one_line
+        from sweep.config import validate
+
+        impl = self.sweeper
         overrides = [f"{k}={v}" for k, v in (impl.params or {}).items()] + list(arguments)
         parsed = OverridesParser.create().parse_overrides(overrides)
         fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
         fixed_keys = {o.get_key_element() for o in parsed if not o.is_sweep_override()}
         searched = [o for o in parsed if o.is_sweep_override() and o.get_key_element() not in fixed_keys]
-        model_searched = any(k == "model" or k.startswith("model.") for k in (o.get_key_element() for o in searched))
         load = impl.hydra_context.config_loader.load_sweep_config
         cfg = load(impl.config, fixed)  # errors here are the user's own overrides: reported as they are
-        cfgs = []
+
+        def value_error(c: Any) -> str:
+            try:
+                validate(c)
+            except ConfigError as e:
+                return str(e)
+            return ""
+
+        candidates = []
         for sample in _candidates(searched):
             try:
-                cfgs.append(load(impl.config, fixed + sample))
-                check_config(cfgs[-1], model=False)
+                candidates.append(load(impl.config, fixed + sample))
+                validate(candidates[-1])
             except (HydraException, OmegaConfBaseException, ConfigError) as e:
+                if str(e) == value_error(cfg):
+                    raise  # the fixed values alone are wrong, whatever is sampled
                 raise ConfigError(f"hydra.sweeper.params: the candidate {' '.join(sample)} fails: "
                                   f"{one_line(e)}") from None
-        if model_searched:  # a candidate that does not fit is rejected in milliseconds; only all of them is an error
-            rejected = []
-            for c in cfgs:
-                try:
-                    check_config(c)
-                except (ConfigError, BudgetError) as e:
-                    rejected.append(e)
-            if len(rejected) == len(cfgs):
-                raise type(rejected[0])(f"none of the {len(cfgs)} candidates tried before the sweep fits: "
-                                        f"{rejected[0]}")
-        else:
-            check_config(cfg)
-        directions = [d.lower() for d in impl._get_directions()]
-        if cfg.objectives and len(cfg.objectives) != len(directions):
-            raise ConfigError(f"objectives={list(cfg.objectives)} has {len(cfg.objectives)} values but "
-                              f"hydra.sweeper.direction={directions}")
-        made = self._make_sweep_dir()
+        model_searched = any(o.get_key_element().split(".")[0] == "model" for o in searched)
+        return cfg, candidates, model_searched
+
+    def _open_study(self, directions: List[str]) -> Any:
+        """Open the storage, check an existing study's directions and fail its stale trials."""
+        import optuna
+
+        from sweep.study import fail_stale_trials, open_storage
+
+        impl = self.sweeper
+        storage = open_storage(impl.storage)
         try:
-            storage = open_storage(impl.storage)
-            try:
-                study = optuna.load_study(study_name=impl.study_name, storage=storage)
-            except KeyError:
-                return storage  # a new study
-            found = [d.name.lower() for d in study.directions]
-            if found != directions:
-                raise StorageError(f"hydra.sweeper.study_name={impl.study_name!r}: the study in {impl.storage} "
-                                   f"was created with direction {found}, this sweep asks {directions}; "
-                                   "choose another study name")
-        except BaseException:
-            _remove_empty(made)
-            raise
-        fail_stale_trials(study)
+            study = optuna.load_study(study_name=impl.study_name, storage=storage)
+        except KeyError:
+            return storage  # a new study
+        found = [d.name.lower() for d in study.directions]
+        if found != directions:
+            raise StorageError(f"hydra.sweeper.study_name={impl.study_name!r}: the study in {impl.storage} "
+                               f"was created with direction {found}, this sweep asks {directions}; "
+                               "choose another study name")
+        fail_stale_trials(storage, study._study_id)
         return storage
 
     def _make_sweep_dir(self) -> List[Path]:
         """Create hydra.sweep.dir now, so that an unwritable one fails before any study exists; the dirs made."""
-        from sweep.errors import ConfigError
-
         path = Path(str(self.sweeper.config.hydra.sweep.dir)).absolute()
         made = [p for p in (path, *path.parents) if not p.exists()]
         try:

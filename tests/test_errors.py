@@ -1,0 +1,172 @@
+"""Bad input: one line naming the key, the value and the limit, exit code 2, no training, nothing half-written.
+
+Each distinct path (Hydra composition, value ranges, the model builder, the budget, the output directory,
+the storage, the study's direction) is run as a real process, for a single run and for the sweep (-m);
+the remaining value ranges are checked in-process on the composed config.
+"""
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+from conftest import SMALL, compose, run_entry
+from sweep.errors import ConfigError
+
+TINY = [*SMALL, "data.train_subset=1000", "data.val_size=200", "data.test_subset=200", "train.threads=1"]
+SWEEP = ["-m", "hydra.sweeper.n_trials=1", "hydra.sweeper.study_name=t", *TINY]
+TOP_WIDTHS = ["model.widths.c1=16", "model.widths.c2=24", "model.widths.t=16", "model.widths.c3=20",
+              "model.widths.c4=20"]  # the top of the default space: 18.1k params
+
+
+def assert_one_line_error(done: subprocess.CompletedProcess, pattern: str) -> None:
+    assert done.returncode == 2, (done.returncode, done.stderr[-3000:])
+    assert "Traceback" not in done.stderr, done.stderr[-3000:]
+    last = [line for line in done.stderr.splitlines() if line.strip()][-1]
+    assert last.startswith("error: ") and re.search(pattern, last), last
+    assert "epoch " not in done.stdout + done.stderr  # nothing was trained
+
+
+def files_under(path: Path) -> list[str]:
+    return sorted(str(p.relative_to(path)) for p in path.rglob("*") if p.is_file())
+
+
+RUN_CASES = {  # the overrides, then a pattern the one-line error must match: key, value, limit or remedy
+    "unknown-key": (["foo=1"], r"Could not override 'foo'.*Key 'foo' not in 'Config'"),
+    "unknown-nested-key": (["optim.lrr=0.1"], r"optim\.lrr: Key 'lrr' not in 'OptimConfig'"),
+    "unknown-group-option": (["model=nope"], r"Could not find 'model/nope'.*Available options in 'model': baseline"),
+    "wrong-type": (["optim.lr=abc"], r"optim\.lr: Value 'abc' of type 'str' could not be converted to Float"),
+    "value-range": (["optim.lr=0"], r"^error: optim\.lr=0\.0: must be > 0 and <= 10$"),
+    "over-budget": (["model=baseline", "constraints.max_params=10000"],
+                    r"model has 19,642 params; constraints\.max_params=10000 requires fewer"),
+    "output-dir": (["hydra.run.dir=/proc/forbidden"], r"hydra\.run\.dir='/proc/forbidden': cannot create"),
+    "output-dir-is-a-file": (["hydra.run.dir=/dev/null/run"], r"hydra\.run\.dir='/dev/null/run'.*Not a directory"),
+}
+
+
+@pytest.mark.parametrize("overrides, pattern", RUN_CASES.values(), ids=RUN_CASES.keys())
+def test_run_rejects_bad_input_in_one_line(tmp_path: Path, overrides: list[str], pattern: str) -> None:
+    done = run_entry("run.py", [*TINY, *overrides], cwd=tmp_path)
+    assert_one_line_error(done, pattern)
+    assert files_under(tmp_path) == []  # a rejected run leaves no run directory behind
+
+
+SWEEP_CASES = {
+    "unknown-key": (["optim.lrr=0.1"], r"optim\.lrr: Key 'lrr' not in 'OptimConfig'"),
+    "fixed-value": (["optim.lr=0"], r"^error: optim\.lr=0\.0: must be > 0 and <= 10$"),
+    "searched-value": (["optim.lr=interval(0.0,1.0)"], r"hydra\.sweeper\.params: the candidate .*optim\.lr=0\.0 .*"
+                                                        r"fails: optim\.lr=0\.0: must be > 0"),
+    "space-does-not-fit-model": (["model=baseline"], r"the candidate .* fails: .*model\.widths\.c1: Key 'c1'"),
+    "no-candidate-fits": (["constraints.max_params=1000"],
+                          r"none of the \d+ candidates tried .* fits: .*constraints\.max_params=1000"),
+    "fixed-model-over-budget": (["model=fcfree", *TOP_WIDTHS, "model.dropout=0.1", "constraints.max_params=10000"],
+                                r"^error: model has 18,\d{3} params; constraints\.max_params=10000"),
+    "sweeper-option": (["hydra.sweeper.n_jobs=0"], r"^error: hydra\.sweeper\.n_jobs=0: must be >= 1$"),
+    "output-dir": (["hydra.sweep.dir=/proc/forbidden"], r"hydra\.sweep\.dir='/proc/forbidden': cannot create"),
+    "storage-unreachable": (["hydra.sweeper.storage=postgresql://nobody@127.0.0.1:1/x"],
+                            r"hydra\.sweeper\.storage='postgresql://nobody@127\.0\.0\.1:1/x': cannot be opened"),
+}
+
+
+@pytest.mark.parametrize("overrides, pattern", SWEEP_CASES.values(), ids=SWEEP_CASES.keys())
+def test_sweep_rejects_bad_input_before_any_trial(tmp_path: Path, overrides: list[str], pattern: str) -> None:
+    done = run_entry("run.py", [*SWEEP, *overrides], cwd=tmp_path)
+    assert_one_line_error(done, pattern)
+    assert list(tmp_path.iterdir()) == []  # no storage file, no study, no sweep directory
+
+
+def test_a_good_run_after_a_rejected_one(tmp_path: Path) -> None:
+    assert_one_line_error(run_entry("run.py", [*TINY, "optim.lr=0"], cwd=tmp_path), r"optim\.lr")
+    done = run_entry("run.py", TINY, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    [metrics] = (tmp_path / "outputs" / "runs").glob("*/metrics.json")
+    assert json.loads(metrics.read_text())["status"] == "complete"
+
+
+def test_a_study_with_another_direction_is_refused_and_left_as_it_was(tmp_path: Path) -> None:
+    import optuna
+
+    url = f"sqlite:///{tmp_path}/outputs/optuna.db"
+    (tmp_path / "outputs").mkdir()
+    optuna.create_study(study_name="t", storage=url, direction="minimize")
+    done = run_entry("run.py", [*SWEEP, f"hydra.sweeper.storage={url}"], cwd=tmp_path)
+    assert_one_line_error(done, r"hydra\.sweeper\.study_name='t': .*direction \['minimize'\], this sweep asks "
+                                r"\['maximize'\]; choose another study name")
+    assert files_under(tmp_path) == ["outputs/optuna.db"]  # its sweep directory was removed again
+
+    done = run_entry("run.py", [*SWEEP, f"hydra.sweeper.storage={url}", "hydra.sweeper.study_name=t2"], cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]  # the next sweep, on the same storage, runs
+    assert optuna.load_study(study_name="t", storage=url).trials == []
+    [trial] = optuna.load_study(study_name="t2", storage=url).trials
+    assert trial.state == optuna.trial.TrialState.COMPLETE and trial.user_attrs["status"] == "complete"
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["optim.lr=-0.1"], "optim.lr=-0.1: must be > 0 and <= 10"),
+    (["optim.lr=10.5"], "optim.lr=10.5: must be > 0 and <= 10"),
+    (["optim.momentum=1.0"], "optim.momentum=1.0: must be in [0, 1)"),
+    (["model.dropout=1.0"], "model.dropout=1.0: must be in [0, 1)"),
+    (["model.dropout=-0.1"], "model.dropout=-0.1: must be in [0, 1)"),
+    (["train.epochs=0"], "train.epochs=0: must be in [1, constraints.max_epochs=20]"),
+    (["train.epochs=21"], "train.epochs=21: must be in [1, constraints.max_epochs=20]"),
+    (["train.batch_size=0"], "train.batch_size=0: must be > 0"),
+    (["data.val_size=1000"], "data.val_size=1000: must be < data.train_subset=1000"),
+    (["model=fcfree", "model.widths.c1=0"], "model.widths.c1=0: must be > 0"),
+    (["model=fcfree", "model.widths.c3=-2"], "model.widths.c3=-2: must be > 0"),
+    (["model.blocks.1.convs=[8,8,8,8,8,8]"], "model.blocks.1.convs.5: input is 1x1, too small for a 3x3 conv; "
+                                             "the spatial size collapses (use fewer convs, padding=1 or fewer pools)"),
+    (["model=baseline", "model.blocks.1.pool=true", "model.blocks.1.convs=[8,8,8,8,8]"],
+     "model.blocks.1.convs.4: input is 1x1; a 2x2 max-pool collapses it"),
+])
+def test_value_out_of_range_names_key_value_and_limit(overrides: list[str], message: str) -> None:
+    from sweep.train import check_config
+
+    with pytest.raises(ConfigError) as e:
+        check_config(compose([*TINY, *overrides]))
+    assert str(e.value) == message
+
+
+def test_storage_that_cannot_be_opened_names_the_url() -> None:
+    from sweep.errors import StorageError
+    from sweep.study import open_storage
+
+    with pytest.raises(StorageError, match=r"^hydra\.sweeper\.storage='sqlite:////proc/x\.db': cannot be opened "
+                                           r"\(\(sqlite3\.OperationalError\) unable to open database file\)$"):
+        open_storage("sqlite:////proc/x.db")
+
+
+def test_unknown_pruner_is_a_config_error() -> None:
+    from sweep.study import make_pruner
+
+    with pytest.raises(ConfigError, match=r"^hydra\.sweeper\.pruner\.name='bogus': must be one of median, halving"):
+        make_pruner(OmegaConf.create({"name": "bogus"}))
+
+
+def test_heartbeat_grace_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from sweep.study import GRACE_ENV, heartbeat_timing
+
+    monkeypatch.delenv(GRACE_ENV, raising=False)
+    assert heartbeat_timing() == (10.0, 60)
+    monkeypatch.setenv(GRACE_ENV, "4")
+    assert heartbeat_timing() == (1.0, 4)
+    monkeypatch.setenv(GRACE_ENV, "1s")
+    with pytest.raises(ConfigError, match=f"{GRACE_ENV}='1s': must be a whole number of seconds >= 2"):
+        heartbeat_timing()
+
+
+@pytest.mark.parametrize("params, expected", [
+    ({}, [[]]),
+    ({"a": "choice(x, y, z)", "b": "range(4, 16, 2)"}, [["a=x", "b=4"], ["a=y", "b=16"], ["a=z", "b=4"]]),
+    ({"lr": "tag(log, interval(0.01, 0.3))", "c": "choice(1, 2)"}, [["lr=0.01", "c=1"], ["lr=0.01", "c=2"]]),
+])
+def test_preflight_candidates_take_every_choice_and_range_end(params: dict[str, str], expected: list) -> None:
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from hydra_plugins.archsearch_sweeper.archsearch_sweeper import _candidates
+
+    parsed = OverridesParser.create().parse_overrides([f"{k}={v}" for k, v in params.items()])
+    assert _candidates(parsed) == expected
