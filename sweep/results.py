@@ -243,7 +243,7 @@ def plot(experiments: Sequence[Experiment], path: Path) -> None:
 
 
 def render(experiments: Sequence[Experiment], confirm_dir: Path, plot_path: Path, out: Path,
-           cost: Sequence[str] = ()) -> str:
+           cost: Sequence[str] = (), notes: str = "") -> str:
     n_runs = sum(len(e.runs) for e in experiments)
     confirmed = [e.label for e in experiments if e.confirmed]
     lines = [
@@ -261,6 +261,8 @@ def render(experiments: Sequence[Experiment], confirm_dir: Path, plot_path: Path
     ]
     for e in experiments:
         lines += experiment_section(e)
+    if notes:
+        lines += ["## Notes on these runs", "", notes.strip(), ""]
     return "\n".join([*lines, *cost]).rstrip() + "\n"
 
 
@@ -273,6 +275,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                    help="default: results/acc_vs_params.png at the project root")
     p.add_argument("--storage", help="with --study: the sweeps' storage (default: the sweep's, cwd-relative)")
     p.add_argument("--study", action="append", default=[], help="a study for the 'Sweep cost' section; repeatable")
+    p.add_argument("--notes", type=Path, help="a markdown file on how the runs were made, included as written")
     args = p.parse_args(argv)
     if args.storage and not args.study:
         p.error("--storage needs at least one --study")
@@ -286,7 +289,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     cost = sweep_cost(storage, args.study) if args.study else []
     plot(experiments, args.plot)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(render(experiments, args.confirm_dir, args.plot, args.out, cost))
+    notes = args.notes.read_text() if args.notes else ""
+    args.out.write_text(render(experiments, args.confirm_dir, args.plot, args.out, cost, notes))
     for e in experiments:
         print(f"{e.label}: {'CONFIRMED' if e.confirmed else 'not confirmed'} (mean {rv.fmt_pct(e.mean)}, "
               f"min {rv.fmt_pct(e.min)} over the last {LAST} epochs of seeds {', '.join(str(r.seed) for r in e.runs)})")
