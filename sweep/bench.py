@@ -200,9 +200,9 @@ def print_table(cfg: DictConfig, macs: int, params: int, rates: Rates, startup: 
     """The README table: conditions, img/s per loop, ratios, FLOP utilisation and per-trial overhead."""
     import datetime
 
-    from sweep.train import _machine
+    from sweep.train import machine_info
 
-    machine, ghz = _machine("cpu"), cpu_ghz()
+    machine, ghz = machine_info("cpu"), cpu_ghz()
     cores, threads = machine["cores"] or 1, machine["torch_threads"]
     used = min(threads, cores)
     peak = used * ghz * 1e9 * FLOP_PER_CYCLE if ghz else None

@@ -299,7 +299,7 @@ def _train(cfg: DictConfig, report: ModelReport, out_dir: Optional[Path], link: 
         bar.close()
     result.objective = _objective(cfg, result)
     summary = _write(cfg, result, out_dir, model, time.perf_counter() - started, startup_s,
-                     machine=_machine(device))
+                     machine=machine_info(device))
     if link is not None:
         link.record(**summary)
     return result
@@ -329,7 +329,7 @@ def _progress(cfg: DictConfig, steps: int) -> Any:
     return tqdm(total=steps * cfg.train.epochs, unit="batch", leave=False, dynamic_ncols=True)
 
 
-def _machine(device: str) -> dict[str, Any]:
+def machine_info(device: str) -> dict[str, Any]:
     """Where the run ran, so that wall times can be read against the hardware."""
     import platform
 
