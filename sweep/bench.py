@@ -11,6 +11,12 @@ Defaults: the documented Net (model=baseline), batch 64, data.rotation=7 (the se
 RandomRotation(7)). Measurements are interleaved (a, b, c, a, b, c, ...) and the median is kept,
 because other processes share the cores. Prints a Markdown table for the README. A benchmark, not
 a test: nothing here asserts a speed.
+
+    python sweep/bench.py --launchers [--trials N] [--repeats R] [hydra overrides]
+
+times whole sweeps instead (`run.py -m`, N one-epoch trials of 10k images into a throw-away study):
+one process with one thread, one process with a thread per core, and a joblib process per core
+with one thread each. That is the choice between `train.threads` and `hydra/launcher=joblib`.
 """
 from __future__ import annotations
 
@@ -169,7 +175,7 @@ def cpu_ghz() -> float | None:
 TUTORIAL = "(a) tutorial, DataLoader num_workers={}"
 TRAINER = "(b) train(), this project"
 BARE = "(c) bare in-memory loop, no augmentation"
-Rates = dict[str, list[float]]  # loop name -> img/s of each repeat
+Rates = dict[str, list[float]]  # loop or launcher name -> its rate in each repeat
 
 
 def say(text: str) -> None:
@@ -263,6 +269,63 @@ def bench(args: argparse.Namespace) -> None:
     print_table(cfg, report.macs, report.params, rates, startup, args.images, load_start)
 
 
+LAUNCHERS = {  # name -> overrides; {cores} is filled in
+    "sequential, 1 thread": ["train.threads=1"],
+    "sequential, {cores} threads": ["train.threads={cores}"],
+    "joblib, {cores} processes x 1 thread": ["hydra/launcher=joblib", "hydra.launcher.n_jobs={cores}",
+                                             "hydra.sweeper.n_jobs={cores}", "train.threads=1"],
+}
+LAUNCHER_SHRINK = ["train.epochs=1", "data.train_subset=10000", "data.val_size=1000", "data.test_subset=1000",
+                   "train.progress=false", "train.checkpoint=false"]
+
+
+def time_sweep(overrides: list[str], trials: int) -> float:
+    """Seconds of one `run.py -m` of `trials` trials into a throw-away study, process start included."""
+    import subprocess
+    import tempfile
+
+    from sweep.errors import ConfigError
+
+    with tempfile.TemporaryDirectory() as tmp:
+        command = [sys.executable, str(Path(__file__).with_name("run.py")), "-m", f"hydra.sweeper.n_trials={trials}",
+                   "hydra.sweeper.study_name=bench", f"hydra.sweeper.storage=sqlite:///{tmp}/optuna.db",
+                   f"hydra.sweep.dir={tmp}/sweep", *overrides]
+        t0 = time.perf_counter()
+        done = subprocess.run(command, capture_output=True, text=True)
+        seconds = time.perf_counter() - t0
+    if done.returncode:
+        last = (done.stderr.strip().splitlines() or [f"exit code {done.returncode}"])[-1]
+        raise ConfigError(f"bench --launchers: the sweep failed: {last.removeprefix('error: ')}")
+    return seconds
+
+
+def bench_launchers(args: argparse.Namespace) -> None:
+    """Trials per hour of one shrunk sweep under each launcher set-up, interleaved over repeats."""
+    import datetime
+
+    from sweep.train import machine_info
+
+    cores = os.cpu_count() or 1
+    setups = {name.format(cores=cores): [o.format(cores=cores) for o in extra] for name, extra in LAUNCHERS.items()}
+    rates: Rates = {name: [] for name in setups}
+    load_start = os.getloadavg()[0]
+    for r in range(args.repeats):
+        for name, extra in setups.items():
+            seconds = time_sweep([*LAUNCHER_SHRINK, *extra, *args.overrides], args.trials)
+            rates[name].append(args.trials / seconds * 3600)
+            say(f"repeat {r + 1}/{args.repeats}  {name}: {seconds:.1f} s, {rates[name][-1]:.0f} trials/h")
+    machine = machine_info("cpu")
+    print(f"{args.trials} trials per sweep: {' '.join(LAUNCHER_SHRINK)} {' '.join(args.overrides)}".rstrip()
+          + f"; median of {args.repeats} interleaved sweeps, each a fresh process and study")
+    print(f"{datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}; {machine['cpu']}, {cores} cores; "
+          f"torch {machine['torch']}; load average {load_start:.1f} at start, {os.getloadavg()[0]:.1f} at end")
+    print()
+    print("| launcher | trials/h | runs (trials/h) |")
+    print("|---|---:|---|")
+    for name, values in rates.items():
+        print(f"| {name} | {statistics.median(values):,.0f} | {' '.join(f'{v:.0f}' for v in values)} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -270,14 +333,16 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="interleaved runs per loop; the median is kept")
     parser.add_argument("--workers", type=lambda s: [int(w) for w in s.split(",")], default=[0, 2],
                         help="DataLoader num_workers values to time for (a), comma-separated (default 0,2)")
+    parser.add_argument("--launchers", action="store_true", help="time whole sweeps under each launcher set-up")
+    parser.add_argument("--trials", type=int, default=4, help="with --launchers: trials per sweep (default 4)")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. model=fcfree train.batch_size=128")
     args = parser.parse_args()
-    if args.repeats < 1 or any(w < 0 for w in args.workers):
-        parser.error("--repeats must be >= 1 and --workers values >= 0")
+    if args.repeats < 1 or args.trials < 1 or any(w < 0 for w in args.workers):
+        parser.error("--repeats and --trials must be >= 1 and --workers values >= 0")
 
     from sweep.cli import report_errors
 
-    report_errors(lambda: bench(args))
+    report_errors(lambda: bench_launchers(args) if args.launchers else bench(args))
 
 
 if __name__ == "__main__":
