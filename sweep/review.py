@@ -180,15 +180,18 @@ def load_study(storage: Any, name: str, url: str) -> Any:
 # ---------------------------------------------------------------- rows
 
 def trial_state(t: Any) -> str:
-    """complete | pruned | running | rejected | failed (pruned trials are COMPLETE to Optuna)."""
+    """complete | pruned | running | rejected | failed. Pruned trials are COMPLETE to Optuna (with their value
+    so far); rejected ones are PRUNED (FAIL in studies from before that change)."""
     state, status = t.state.name, t.user_attrs.get(STATUS)
+    if status == "rejected":
+        return "rejected"
     if state == "COMPLETE":
         return "pruned" if status == "pruned" else "complete"
     if state == "PRUNED":
         return "pruned"
     if state in ("RUNNING", "WAITING"):
         return "running"
-    return "rejected" if status == "rejected" else "failed"
+    return "failed"
 
 
 def state_label(t: Any) -> str:

@@ -61,7 +61,7 @@ TRIALS = [
      dict(status="pruned", pruned_at_epoch=4, n_params=12000, epochs_trained=4, test_acc_per_epoch=curve(0.9950, 4),
           val_acc_per_epoch=curve(0.9960, 4), wall_time_s=40.0, overrides=["pruned=1"])),
     ("COMPLETE", 0.9950, 8, 0.05, None, {**done(0.9945, 0.9952, 18000), "overrides": WINNER_OVERRIDES}),
-    ("FAIL", None, 14, 0.1, None, dict(status="rejected", reason="model has 21,000 params; "
+    ("PRUNED", None, 14, 0.1, None, dict(status="rejected", reason="model has 21,000 params; "
                                        "constraints.max_params=20000 requires fewer", n_params=21000, macs=1)),
     ("FAIL", None, 4, 0.3, {1: 0.5, 2: 0.3}, dict(status="failed", reason="non-finite loss at epoch 3")),
     ("FAIL", None, 4, 0.01, None, {}),  # a killed worker's trial, failed by heartbeat: no status
@@ -266,3 +266,8 @@ def test_dashboard_serves_the_study(lab: Path) -> None:
             proc.kill()
             proc.wait()
     assert f"http://127.0.0.1:{port}/dashboard/studies/{study_id}" in proc.stdout.read()
+
+
+def test_rejected_trials_of_older_studies_are_still_rejected():
+    # Studies written before rejections were told PRUNED hold them as FAIL (results/optuna.db does).
+    assert rv.trial_state(trial("FAIL", status="rejected", reason="model has 21,000 params")) == "rejected"

@@ -9,6 +9,7 @@
 - trials of killed workers (stale heartbeat) are failed, with a reason, on start, so none stays
   RUNNING forever; while a batch of jobs runs the sweeper keeps its trials' heartbeats too, so a
   job waiting in a cluster queue is not taken for dead; Ctrl-C fails the unfinished trials at once;
+- over-budget candidates are told to Optuna as pruned, so that TPE learns to avoid them;
 - pruned trials never become the reported winner in optimization_results.yaml.
 """
 
@@ -55,15 +56,38 @@ def _impl_class() -> type:
 
     class _TrialNumberImpl(OptunaSweeperImpl):
         batch: List[Any] = []  # the trials of the batch being launched
+        records: Any = None  # an uncached storage: the plugin's caches what it wrote, not what the jobs did
 
         def _configure_trials(self, trials: List[Any], *args: Any) -> Sequence[Sequence[str]]:
             overrides = super()._configure_trials(trials, *args)
             self.batch = list(trials)
+            study = trials[0].study
+            if "tell" not in vars(study):  # once per sweep: the plugin tells every trial through this study
+                study.tell = _rejected_as_pruned(study, self.records)
             for trial in trials:  # a first heartbeat, so a worker killed before its job starts is caught too
                 trial.study._storage.record_heartbeat(trial._trial_id)
             return [(*o, f"trial={t.number}") for t, o in zip(trials, overrides)]
 
     return _TrialNumberImpl
+
+
+def _rejected_as_pruned(study: Any, records: Any) -> Any:
+    """study.tell, except that a trial its job rejected (over budget, before training) is told PRUNED, not
+    FAIL. TPE ignores failed trials, so it would keep proposing the same over-budget widths; a pruned
+    trial with no reported epoch ranks below every trained one, so TPE learns to avoid it (optuna#566)."""
+    import optuna
+
+    from sweep.study import STATUS
+
+    tell = study.tell
+    failed, pruned = optuna.trial.TrialState.FAIL, optuna.trial.TrialState.PRUNED
+
+    def tell_rejected_as_pruned(trial: Any, values: Any = None, state: Any = optuna.trial.TrialState.COMPLETE) -> None:
+        if state == failed and records.get_trial(trial._trial_id).user_attrs.get(STATUS) == "rejected":
+            state = pruned
+        tell(trial=trial, values=values, state=state)
+
+    return tell_rejected_as_pruned
 
 
 def _candidates(searched: List[Override]) -> List[List[str]]:
@@ -118,6 +142,7 @@ class ArchSearchSweeper(OptunaSweeper):
         if url is None:
             raise ConfigError("hydra.sweeper.storage=null: pruning and resuming need a storage URL")
         storage = self._preflight(arguments)
+        impl.records = storage
         stop = threading.Event()
         beat = threading.Thread(target=beat_while_running, args=(storage, lambda: [t._trial_id for t in impl.batch],
                                                                  stop), daemon=True, name="sweeper-heartbeat")
