@@ -56,7 +56,7 @@ def _impl_class() -> type:
 
     class _TrialNumberImpl(OptunaSweeperImpl):
         batch: List[Any] = []  # the trials of the batch being launched
-        records: Any = None  # an uncached storage: the plugin's caches what it wrote, not what the jobs did
+        records: Any = None  # an uncached storage: the plugin's own caches its writes, not the jobs'
 
         def _configure_trials(self, trials: List[Any], *args: Any) -> Sequence[Sequence[str]]:
             overrides = super()._configure_trials(trials, *args)
