@@ -27,6 +27,8 @@ from sweep.errors import ConfigError  # noqa: E402
 LAST = 3  # the acceptance rule: the target in each of the last 3 epochs, not one lucky epoch
 MIN_SEEDS = 3  # one seed is a result; confirmation needs repeats
 BASELINE = "baseline"  # model.name of the documented Net (conf/model/baseline.yaml)
+# The project's targets, (name, fewer params than, at most epochs): the assignment's, then smaller ones.
+TARGETS = (("required", 20_000, 20), ("goal", 6_000, 15), ("stretch", 4_000, 15))
 
 
 @dataclass
@@ -190,6 +192,19 @@ def summary_table(experiments: Sequence[Experiment]) -> str:
     return rv.md_table(headers, rows)
 
 
+def targets_table(experiments: Sequence[Experiment]) -> str:
+    """Each target, the confirmed configurations that meet it, and the unconfirmed ones that tried."""
+    rows = ["| target | params | epochs | met by (confirmed) | tried, not confirmed |", "| --- | --- | --- | --- | --- |"]
+    for name, max_params, max_epochs in TARGETS:
+        within = [e for e in experiments if not e.first.fc_layers and e.first.params < max_params
+                  and max(len(r.test) for r in e.runs) <= max_epochs]
+        met = ", ".join(f"{e.name} ({e.first.params:,} params)" for e in within if e.confirmed) or "**not met**"
+        tried = ", ".join(f"{e.name} (min {rv.fmt_pct(e.min)}, {len(e.runs)} seed(s))" for e in within
+                          if not e.confirmed) or "-"
+        rows.append(f"| {name} | < {max_params:,} | <= {max_epochs} | {met} | {tried} |")
+    return "\n".join(rows)
+
+
 def experiment_section(e: Experiment) -> list[str]:
     headers = ["seed", f"test acc, last {LAST} epochs", "mean", "min", f"first epoch >={e.first.target:.1%}",
                "epochs", "wall time", "status", "run directory"]
@@ -256,6 +271,8 @@ def render(experiments: Sequence[Experiment], confirm_dir: Path, plot_path: Path
         "params than constraints.max_params and at most constraints.max_epochs epochs.", "",
         f"Confirmed: {', '.join(confirmed) if confirmed else 'none yet'}.", "",
         summary_table(experiments), "",
+        "Targets (FC-free, confirmed as above):", "",
+        targets_table(experiments), "",
         f"![test accuracy vs params]({Path(os.path.relpath(plot_path, out.parent)).as_posix()})", "",
         "## Experiments", "",
     ]

@@ -78,6 +78,15 @@ def test_order_and_reproduce_commands(experiments: dict[str, rs.Experiment], con
     assert experiments["good"].commands() == ["python sweep/run.py -m +experiment=good seed=1,2,3"]
 
 
+def test_targets_name_what_meets_them_and_what_only_tried(experiments: dict[str, rs.Experiment]) -> None:
+    rows = rs.targets_table(list(experiments.values())).splitlines()[2:]
+    assert rows == [  # the baseline is never a candidate: it has a Linear head
+        "| required | < 20,000 | <= 20 | good (14,210 params) | shaky (min 99.38%, 3 seed(s)) |",
+        "| goal | < 6,000 | <= 15 | **not met** | - |",
+        "| stretch | < 4,000 | <= 15 | **not met** | - |",
+    ]
+
+
 def test_fewer_seeds_and_over_budget_are_not_confirmed(tmp_path: Path) -> None:
     write_run(tmp_path, "big", 1, 20000, [], [0.996, 0.996, 0.996])
     (e,) = rs.find_experiments(tmp_path)
