@@ -237,7 +237,7 @@ def plot(experiments: Sequence[Experiment], path: Path) -> None:
     fig, ax = rv.pyplot().subplots(figsize=(8, 5))
     shown = [e for e in experiments if e.seed_means and e.first.params]
     target = experiments[0].first.target
-    rv.accuracy_axis(ax, [a for e in shown for a in e.seed_means], target,
+    rv.accuracy_axis(ax, [a for e in shown for r in e.runs for a in r.last], target,  # the whole bars
                      f"test accuracy, mean of the last {LAST} epochs")
     for e in shown:
         yerr = [[e.mean - e.min], [max(a for r in e.runs for a in r.last) - e.mean]]
