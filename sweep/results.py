@@ -194,15 +194,15 @@ def summary_table(experiments: Sequence[Experiment]) -> str:
 
 def targets_table(experiments: Sequence[Experiment]) -> str:
     """Each target, the confirmed configurations that meet it, and the unconfirmed ones that tried."""
-    rows = ["| target | params | epochs | met by (confirmed) | tried, not confirmed |", "| --- | --- | --- | --- | --- |"]
+    rows = []
     for name, max_params, max_epochs in TARGETS:
         within = [e for e in experiments if not e.first.fc_layers and e.first.params < max_params
                   and max(len(r.test) for r in e.runs) <= max_epochs]
         met = ", ".join(f"{e.name} ({e.first.params:,} params)" for e in within if e.confirmed) or "**not met**"
         tried = ", ".join(f"{e.name} (min {rv.fmt_pct(e.min)}, {len(e.runs)} seed(s))" for e in within
                           if not e.confirmed) or "-"
-        rows.append(f"| {name} | < {max_params:,} | <= {max_epochs} | {met} | {tried} |")
-    return "\n".join(rows)
+        rows.append([name, f"< {max_params:,}", f"<= {max_epochs}", met, tried])
+    return rv.md_table(["target", "params", "epochs", "met by (confirmed)", "tried, not confirmed"], rows)
 
 
 def experiment_section(e: Experiment) -> list[str]:
