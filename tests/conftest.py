@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -28,6 +29,12 @@ def compose(overrides: list[str] = (), config_name: str = "config"):
     register_configs()
     with initialize_config_dir(str(CONF), version_base="1.3"):
         return hydra_compose(config_name, overrides=list(overrides))
+
+
+def sigint_as_at_a_terminal() -> None:
+    """preexec_fn for a child that the test will Ctrl-C. A test run started in the background (`make test &`,
+    nohup) ignores SIGINT, children inherit that, and Python then installs no KeyboardInterrupt handler."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def run_entry(script: str, args: list[str], cwd: Path, timeout: float = 300,

@@ -17,7 +17,7 @@ from typing import Callable, Iterator
 import optuna
 import pytest
 
-from conftest import ROOT, SMALL, run_entry
+from conftest import ROOT, SMALL, run_entry, sigint_as_at_a_terminal
 from sweep.study import GRACE_ENV
 
 TINY = [*SMALL, "data.train_subset=1000", "data.val_size=200", "data.test_subset=200", "train.threads=1"]
@@ -42,7 +42,8 @@ def start_sweep(tmp_path: Path) -> Iterator[Callable[[str], tuple[subprocess.Pop
         log = tmp_path / f"{name}.log"
         procs.append(subprocess.Popen([sys.executable, str(ROOT / "sweep" / "run.py"), *SWEEP], cwd=tmp_path,
                                       env={**os.environ, "PYTHONUNBUFFERED": "1", **FAST_GRACE},
-                                      stdout=log.open("w"), stderr=subprocess.STDOUT))
+                                      stdout=log.open("w"), stderr=subprocess.STDOUT,
+                                      preexec_fn=sigint_as_at_a_terminal))
         return procs[-1], log
 
     yield start

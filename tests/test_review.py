@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, SMALL, compose, run_entry
+from conftest import ROOT, SMALL, compose, run_entry, sigint_as_at_a_terminal
 from sweep import review as rv
 
 MAX_EPOCHS = 10
@@ -247,7 +247,8 @@ def get_json(url: str) -> dict:
 def test_dashboard_serves_the_study(lab: Path) -> None:
     port = free_port()
     proc = subprocess.Popen([sys.executable, str(ROOT / "sweep" / "review.py"), "--dashboard", "--port", str(port),
-                             "--study", "demo"], cwd=lab, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+                             "--study", "demo"], cwd=lab, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                            preexec_fn=sigint_as_at_a_terminal)
     try:
         deadline = time.monotonic() + 30
         while True:
