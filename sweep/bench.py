@@ -176,6 +176,15 @@ TUTORIAL = "(a) tutorial, DataLoader num_workers={}"
 TRAINER = "(b) train(), this project"
 BARE = "(c) bare in-memory loop, no augmentation"
 Rates = dict[str, list[float]]  # loop or launcher name -> its rate in each repeat
+QUIET = ["train.epochs=1", "train.progress=false", "train.checkpoint=false"]  # every timed run
+
+
+def conditions(machine: dict[str, Any], cores: int, load_start: float, detail: str = "") -> str:
+    """When and where it ran, and how busy the machine was: the line every table starts from."""
+    import datetime
+
+    return (f"{datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}; {machine['cpu']}, {cores} cores{detail}; "
+            f"torch {machine['torch']}; load average {load_start:.1f} at start, {os.getloadavg()[0]:.1f} at end")
 
 
 def say(text: str) -> None:
@@ -204,8 +213,6 @@ def measure(cfg: DictConfig, images: int, repeats: int, workers: list[int]) -> t
 def print_table(cfg: DictConfig, macs: int, params: int, rates: Rates, startup: list[float],
                 images: int, load_start: float) -> None:
     """The README table: conditions, img/s per loop, ratios, FLOP utilisation and per-trial overhead."""
-    import datetime
-
     from sweep.train import machine_info
 
     machine, ghz = machine_info("cpu"), cpu_ghz()
@@ -225,9 +232,8 @@ def print_table(cfg: DictConfig, macs: int, params: int, rates: Rates, startup: 
 
     print(f"model={cfg.model.name}: {params:,} params, {macs / 1e6:.2f} M MACs/image; batch {cfg.train.batch_size}; "
           f"{aug}; SGD, fp32; {images:,} images per run, median of {repeats} interleaved runs")
-    print(f"{datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}; {machine['cpu']}, {cores} cores"
-          + (f" at {ghz:.2f} GHz" if ghz else "") + f"; torch {machine['torch']}, {threads} threads; "
-          f"load average {load_start:.1f} at start, {os.getloadavg()[0]:.1f} at end (shared cores: compare ratios)")
+    clock = f" at {ghz:.2f} GHz" if ghz else ""
+    print(conditions(machine, cores, load_start, f"{clock}; {threads} threads") + " (shared cores: compare ratios)")
     print()
     print("| loop | img/s | runs (img/s) | s per 60k images | vs (a) | FLOP/s of peak |")
     print("|---|---:|---|---:|---:|---:|")
@@ -254,8 +260,7 @@ def bench(args: argparse.Namespace) -> None:
     from sweep.summary import compose_config
     from sweep.train import check_config
 
-    shrink = ["train.epochs=1", "data.val_size=0", f"data.test_subset={TEST_SUBSET}", "train.progress=false",
-              "train.checkpoint=false"]
+    shrink = [*QUIET, "data.val_size=0", f"data.test_subset={TEST_SUBSET}"]
     cfg = compose_config([*BENCH_DEFAULTS, *args.overrides, *shrink])
     if cfg.train.device != "cpu":
         raise ConfigError(f"train.device={cfg.train.device}: bench.py times CPU loops only (leave it at cpu)")
@@ -275,8 +280,7 @@ LAUNCHERS = {  # name -> overrides; {cores} is filled in
     "joblib, {cores} processes x 1 thread": ["hydra/launcher=joblib", "hydra.launcher.n_jobs={cores}",
                                              "hydra.sweeper.n_jobs={cores}", "train.threads=1"],
 }
-LAUNCHER_SHRINK = ["train.epochs=1", "data.train_subset=10000", "data.val_size=1000", "data.test_subset=1000",
-                   "train.progress=false", "train.checkpoint=false"]
+LAUNCHER_SHRINK = [*QUIET, "data.train_subset=10000", "data.val_size=1000", "data.test_subset=1000"]
 
 
 def time_sweep(overrides: list[str], trials: int) -> float:
@@ -301,8 +305,6 @@ def time_sweep(overrides: list[str], trials: int) -> float:
 
 def bench_launchers(args: argparse.Namespace) -> None:
     """Trials per hour of one shrunk sweep under each launcher set-up, interleaved over repeats."""
-    import datetime
-
     from sweep.train import machine_info
 
     cores = os.cpu_count() or 1
@@ -314,11 +316,9 @@ def bench_launchers(args: argparse.Namespace) -> None:
             seconds = time_sweep([*LAUNCHER_SHRINK, *extra, *args.overrides], args.trials)
             rates[name].append(args.trials / seconds * 3600)
             say(f"repeat {r + 1}/{args.repeats}  {name}: {seconds:.1f} s, {rates[name][-1]:.0f} trials/h")
-    machine = machine_info("cpu")
     print(f"{args.trials} trials per sweep: {' '.join(LAUNCHER_SHRINK)} {' '.join(args.overrides)}".rstrip()
           + f"; median of {args.repeats} interleaved sweeps, each a fresh process and study")
-    print(f"{datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}; {machine['cpu']}, {cores} cores; "
-          f"torch {machine['torch']}; load average {load_start:.1f} at start, {os.getloadavg()[0]:.1f} at end")
+    print(conditions(machine_info("cpu"), cores, load_start))
     print()
     print("| launcher | trials/h | runs (trials/h) |")
     print("|---|---:|---|")
