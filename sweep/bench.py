@@ -29,7 +29,6 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python sweep/bench.py` from a checkout
 
 if TYPE_CHECKING:
     from omegaconf import DictConfig

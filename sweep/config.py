@@ -111,10 +111,14 @@ CHOICES = {
 
 
 def register_configs() -> None:
-    """Register the schemas so that conf/config.yaml's `defaults` can start from them."""
+    """Register the schemas so that conf/config.yaml's `defaults` can start from them, and the sweeper.
+
+    The sweeper is imported here, not left to Hydra's plugin scan: the scan walks the hydra_plugins
+    namespace on sys.path and cannot see an editable (pip install -e) install of this project."""
     from hydra.core.config_store import ConfigStore
 
     ConfigStore.instance().store(name="schema", node=Config)
+    import hydra_plugins.archsearch_sweeper.archsearch_sweeper  # noqa: F401  (registers hydra/sweeper=archsearch)
 
 
 def _get(cfg: DictConfig, key: str) -> Any:

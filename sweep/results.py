@@ -13,16 +13,14 @@ import os
 import platform
 import statistics
 import subprocess
-import sys
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python sweep/results.py` from a checkout
 
-from sweep import review as rv  # noqa: E402
-from sweep.errors import ConfigError  # noqa: E402
+from sweep import review as rv
+from sweep.errors import ConfigError
 
 LAST = 3  # the acceptance rule: the target in each of the last 3 epochs, not one lucky epoch
 MIN_SEEDS = 3  # one seed is a result; confirmation needs repeats

@@ -22,10 +22,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python sweep/review.py` from a checkout
 
-from sweep.errors import ConfigError, StorageError  # noqa: E402
-from sweep.study import STATUS, pareto_front, with_busy_timeout  # noqa: E402
+from sweep.errors import ConfigError, StorageError
+from sweep.study import STATUS, pareto_front, with_busy_timeout
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"

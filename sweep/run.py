@@ -3,16 +3,12 @@ default); `python sweep/run.py -m [sweep=NAME] [overrides]` runs an Optuna sweep
 from __future__ import annotations
 
 import os
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python sweep/run.py` from a checkout
+import hydra
+from omegaconf import DictConfig
 
-import hydra  # noqa: E402
-from omegaconf import DictConfig  # noqa: E402
-
-from sweep.cli import report_errors  # noqa: E402
-from sweep.config import register_configs  # noqa: E402
+from sweep.cli import report_errors
+from sweep.config import register_configs
 
 register_configs()
 

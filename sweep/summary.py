@@ -6,9 +6,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python sweep/summary.py` from a checkout
 
-from sweep.cli import EXIT_USER_ERROR, report_errors  # noqa: E402
+from sweep.cli import EXIT_USER_ERROR, report_errors
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 

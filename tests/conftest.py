@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +17,15 @@ DATA = ROOT / "data"  # prepared once, shared by every test (and by the user's r
 # The real configs, shrunk: a few thousand images, one epoch, no progress bar, no checkpoint.
 SMALL = ["data.train_subset=2000", "data.test_subset=500", "train.epochs=1", "train.progress=false",
          "train.checkpoint=false", "train.threads=1", f"data.root={DATA}"]
+# Smaller still, with a validation split: for sweeps, whose trials need an objective.
+TINY = [*SMALL, "data.train_subset=1000", "data.val_size=200", "data.test_subset=200"]
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def compose(overrides: list[str] = (), config_name: str = "config"):

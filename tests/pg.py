@@ -10,13 +10,13 @@ from __future__ import annotations
 import glob
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 from pathlib import Path
 from typing import Iterator
 
 import pytest
+from conftest import free_port
 
 PG_USER = "archsearch"
 PG_DB = "optuna"
@@ -35,12 +35,6 @@ def _unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def postgres_url() -> Iterator[str]:
     """postgresql+psycopg2://... of a fresh database on a private server, for one test module."""
@@ -56,7 +50,7 @@ def postgres_url() -> Iterator[str]:
     home = Path(tempfile.mkdtemp(prefix="archsearch-pg-"))
     if as_user:
         shutil.chown(home, "postgres")
-    data, log, port = home / "data", home / "server.log", _free_port()
+    data, log, port = home / "data", home / "server.log", free_port()
 
     def run(*cmd: str) -> None:
         done = subprocess.run([*as_user, str(bin_dir / cmd[0]), *cmd[1:]], capture_output=True, text=True,

@@ -16,10 +16,9 @@ from pathlib import Path
 import optuna
 import pytest
 
-from conftest import ROOT, SMALL
+from conftest import ROOT, SMALL, TINY
 from pg import postgres_url  # noqa: F401 - the fixture
 
-TINY = [*SMALL, "data.train_subset=1000", "data.val_size=200", "data.test_subset=200", "train.threads=1"]
 PER_WORKER = 2
 
 

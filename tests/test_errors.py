@@ -14,10 +14,9 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from conftest import SMALL, compose, run_entry
+from conftest import SMALL, compose, run_entry, TINY
 from sweep.errors import ConfigError
 
-TINY = [*SMALL, "data.train_subset=1000", "data.val_size=200", "data.test_subset=200", "train.threads=1"]
 SWEEP = ["-m", "hydra.sweeper.n_trials=1", "hydra.sweeper.study_name=t", *TINY]
 TOP_WIDTHS = ["model.widths.c1=16", "model.widths.c2=24", "model.widths.t=16", "model.widths.c3=20",
               "model.widths.c4=20"]  # the top of the default space: 18.1k params

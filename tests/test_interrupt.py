@@ -17,10 +17,9 @@ from typing import Callable, Iterator
 import optuna
 import pytest
 
-from conftest import ROOT, SMALL, run_entry, sigint_as_at_a_terminal
+from conftest import ROOT, SMALL, run_entry, sigint_as_at_a_terminal, TINY
 from sweep.study import GRACE_ENV
 
-TINY = [*SMALL, "data.train_subset=1000", "data.val_size=200", "data.test_subset=200", "train.threads=1"]
 # Three epochs, so that a signal sent after a trial's first epoch lands in the middle of its training.
 SWEEP = ["-m", "hydra.sweeper.n_trials=3", "hydra.sweeper.study_name=t", *TINY, "train.epochs=3"]
 FAST_GRACE = {GRACE_ENV: "2"}  # a killed worker's trial is stale after 2 s instead of 60 s

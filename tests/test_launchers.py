@@ -13,9 +13,8 @@ from pathlib import Path
 import optuna
 from omegaconf import OmegaConf
 
-from conftest import ROOT, SMALL, run_entry
+from conftest import ROOT, SMALL, run_entry, TINY
 
-TINY = [*SMALL, "data.train_subset=1000", "data.val_size=200", "data.test_subset=200", "train.threads=1"]
 SWEEP = ["-m", "hydra.sweeper.n_trials=2", "hydra.sweeper.study_name=t", *TINY]
 
 

@@ -7,7 +7,6 @@ import io
 import json
 import shlex
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, SMALL, compose, run_entry, sigint_as_at_a_terminal
+from conftest import ROOT, SMALL, compose, free_port, run_entry, sigint_as_at_a_terminal
 from sweep import review as rv
 
 MAX_EPOCHS = 10
@@ -231,12 +230,6 @@ def test_saved_experiment_trains(saved: list[str]) -> None:
     from sweep.train import train
 
     assert train(compose([*saved, *SMALL])).status == "complete"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def get_json(url: str) -> dict:
