@@ -35,10 +35,23 @@ class BlockConfig:
 
 
 @dataclass
+class ArchConfig:
+    """The searched FC-free family, which the builder expands into blocks (sweep/model.py, arch_blocks):
+    `pre` 3x3 convs (widths c1, then c2), a 2x2 max-pool, an optional 1x1 transition to t, `post` 3x3
+    convs (the first half c3, the rest c4), then GAP and a 1x1 conv to the classes."""
+    pre: int = 2  # 3x3 convs before the pool: where the pool goes
+    post: int = 4  # 3x3 convs after the pool
+    transition: bool = True  # a 1x1 conv to widths.t right after the pool
+    pad_pre: int = 0  # padding of the convs before the pool: MACs, no params
+    pad_post: int = 0
+
+
+@dataclass
 class ModelConfig:
     name: str = MISSING
-    widths: Dict[str, int] = field(default_factory=dict)  # named widths that blocks interpolate
-    blocks: List[BlockConfig] = MISSING
+    widths: Dict[str, int] = field(default_factory=dict)  # named widths that blocks (or arch) use
+    arch: Optional[ArchConfig] = None  # set: blocks are built from it and must be left empty
+    blocks: List[BlockConfig] = field(default_factory=list)
     dropout: float = 0.0
     bias: bool = True  # conv biases are redundant before BatchNorm; dropping them saves params
     head: str = "conv"  # "conv": GAP then 1x1 conv (FC-free); "linear": GAP then Linear
@@ -70,9 +83,10 @@ class TrainConfig:
     batch_size: int = 64
     eval_batch_size: int = 2000
     precision: str = "auto"  # auto = bf16 autocast on CUDA, fp32 on CPU (bf16 measured 4x slower on AVX2)
-    channels_last: bool = True
+    channels_last: Optional[bool] = None  # null: by the measured rule in train.use_channels_last
     device: str = "auto"  # auto = cuda when present, else cpu
-    threads: int = 0  # torch intra-op threads; 0 = torch's default
+    threads: int = 0  # torch intra-op threads; 0 = torch's default (under joblib: cores // n_jobs)
+    label_smoothing: float = 0.0
     progress: bool = True
     checkpoint: bool = True
 
@@ -86,6 +100,13 @@ class ConstraintsConfig:
 
 
 @dataclass
+class TrialBudget:
+    """What is left of the sweep's budget when a trial starts; the trial ends PRUNED, saying so, past it."""
+    epochs: Optional[int] = None  # train at most this many epochs
+    deadline: Optional[float] = None  # unix time: stop after the first epoch that ends past it
+
+
+@dataclass
 class Config:
     data: DataConfig = MISSING
     model: ModelConfig = MISSING
@@ -96,6 +117,7 @@ class Config:
     seed: int = 1
     objectives: List[str] = field(default_factory=lambda: ["val_acc"])  # val_acc | params | macs
     trial: Optional[int] = None  # Optuna trial number, set by the sweeper for each job
+    trial_budget: TrialBudget = field(default_factory=TrialBudget)  # set by the sweeper
 
 
 OBJECTIVES = {"val_acc": "maximize", "params": "minimize", "macs": "minimize"}
@@ -116,7 +138,15 @@ def register_configs() -> None:
     from hydra.core.config_store import ConfigStore
 
     ConfigStore.instance().store(name="schema", node=Config)
+    OmegaConf.register_new_resolver("archsearch.on_cuda", _on_cuda, replace=True)
     import hydra_plugins.archsearch_sweeper.archsearch_sweeper  # noqa: F401  (registers hydra/sweeper=archsearch)
+
+
+def _on_cuda(cuda_value: Any, cpu_value: Any) -> Any:
+    """${archsearch.on_cuda:A,B}: A where a CUDA device is available, else B (budgets sized to the machine)."""
+    import torch
+
+    return cuda_value if torch.cuda.is_available() else cpu_value
 
 
 def _get(cfg: DictConfig, key: str) -> Any:
@@ -152,6 +182,7 @@ def validate(cfg: DictConfig) -> None:
     require("data.translate", 0 <= cfg.data.translate < 0.5, "in [0, 0.5)")
     require("data.scale", 0 <= cfg.data.scale < 0.5, "in [0, 0.5)")
     require("sched.pct_start", 0 < cfg.sched.pct_start < 1, "in (0, 1)")
+    require("train.label_smoothing", 0 <= cfg.train.label_smoothing < 1, "in [0, 1)")
     require("sched.step_epochs", cfg.sched.step_epochs > 0, "> 0")
     require("constraints.max_params", cfg.constraints.max_params > 0, "> 0")
     require("constraints.target_acc", 0 < cfg.constraints.target_acc <= 1, "in (0, 1]")

@@ -1,7 +1,8 @@
 """The link between a training job and its Optuna trial: storage, pruner, heartbeat, records.
 
-The plugin's sweeper asks for trials and tells their final value; everything in between
-(per-epoch values, pruning, records, failure reasons) is written here by the job itself.
+The sweeper asks for trials and tells their final state; everything in between (per-epoch values,
+pruning, records, failure reasons) is written here by the job itself, through Optuna's public
+storage and pruner API, so that a job on another machine needs nothing but the storage URL.
 """
 from __future__ import annotations
 
@@ -25,7 +26,8 @@ log = logging.getLogger(__name__)
 GRACE_ENV = "ARCHSEARCH_HEARTBEAT_GRACE_S"
 DEFAULT_GRACE_SECONDS = 60
 SQLITE_BUSY_SECONDS = 60  # concurrent workers on one SQLite file wait for its lock instead of failing at 5 s
-STATUS = "status"  # user attr: complete | pruned | rejected | failed
+STATUS = "status"  # user attr: running | complete | pruned | rejected | failed | duplicate
+REASON = "reason"
 
 T = TypeVar("T")
 
@@ -40,13 +42,18 @@ def pareto_front(items: Sequence[T], key: Callable[[T], Sequence[float]]) -> lis
     return [item for item, s in zip(items, scores) if not any(dominates(o, s) for o in scores if o is not s)]
 
 
-def heartbeat_timing() -> tuple[float, int]:
-    """(interval, grace) in seconds; the grace comes from $ARCHSEARCH_HEARTBEAT_GRACE_S (default 60)."""
+def heartbeat_timing() -> tuple[int, int]:
+    """(interval, grace) in whole seconds; the grace comes from $ARCHSEARCH_HEARTBEAT_GRACE_S (default 60)."""
     text = os.environ.get(GRACE_ENV, str(DEFAULT_GRACE_SECONDS))
     if not text.strip().isdigit() or int(text) < 2:
         raise ConfigError(f"{GRACE_ENV}={text!r}: must be a whole number of seconds >= 2")
-    grace = int(text)  # Optuna compares whole seconds
-    return min(10.0, grace / 4), grace  # several beats per grace period, so one slow write is not a death
+    grace = int(text)
+    return max(1, min(10, grace // 4)), grace  # several beats per grace period, so one slow write is not a death
+
+
+def lost_reason() -> str:
+    """What a trial whose worker died says: written when it starts, overwritten by every normal end."""
+    return f"worker lost: no heartbeat for over {heartbeat_timing()[1]} s (killed, or its machine went away)"
 
 
 # Errors of two processes creating the same fresh storage at once (tables, alembic's version row)
@@ -61,9 +68,16 @@ def with_busy_timeout(url: str) -> str:
     return url
 
 
+def _report_stale(study: Any, trial: Any) -> None:
+    log.warning(f"failed stale trial #{trial.number}: {trial.user_attrs.get(REASON) or lost_reason()}")
+
+
 def open_storage(url: str) -> Any:
     """An RDB storage with heartbeats, so that trials of killed workers can be failed later."""
     import optuna
+
+    from sweep.optuna_compat import quiet_heartbeat_warnings
+    from sweep.studyread import schema_upgrade_hint
 
     if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
         path = Path(url[len("sqlite:///"):].split("?")[0])
@@ -71,41 +85,32 @@ def open_storage(url: str) -> Any:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise StorageError(f"hydra.sweeper.storage={url!r}: cannot create {e.filename} ({e.strerror})") from None
+    quiet_heartbeat_warnings()
     interval, grace = heartbeat_timing()
     for attempt in range(4):
         try:
-            return optuna.storages.RDBStorage(with_busy_timeout(url), heartbeat_interval=interval, grace_period=grace)
+            return optuna.storages.RDBStorage(with_busy_timeout(url), heartbeat_interval=interval, grace_period=grace,
+                                              heartbeat_stale_trial_callback=_report_stale)
         except Exception as e:  # SQLAlchemy raises many types; the user needs the URL and the cause
             if attempt < 3 and any(race in str(e) for race in _RACES):
                 time.sleep(random.uniform(0.1, 0.5))
                 continue
+            hint = schema_upgrade_hint(url, e)
+            if hint:
+                raise StorageError(hint) from None
             cause = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise StorageError(f"hydra.sweeper.storage={url!r}: cannot be opened ({cause})") from None
 
 
-def fail_stale_trials(storage: Any, study_id: int) -> list[int]:
-    """Fail the RUNNING trials of killed workers (no heartbeat within the grace), saying why; their numbers."""
-    import optuna
-
-    _, grace = heartbeat_timing()
-    reason = f"worker lost: no heartbeat for over {grace} s (killed, or its machine went away)"
-    failed = []
-    for tid in storage._get_stale_trial_ids(study_id):  # Optuna's own check, which records no reason
-        try:
-            storage.set_trial_user_attr(tid, STATUS, "failed")
-            storage.set_trial_user_attr(tid, "reason", reason)
-            if storage.set_trial_state(tid, optuna.trial.TrialState.FAIL):
-                failed.append(storage.get_trial_number_from_id(tid))
-        except RuntimeError:  # another worker failed it first
-            continue
-    if failed:
-        log.warning(f"failed stale trial(s) {', '.join(f'#{n}' for n in failed)}: {reason}")
-    return failed
+def trial_id(storage: Any, study_name: str, number: int) -> int:
+    """The storage id of trial `number` of a study (jobs are told numbers; storages speak ids)."""
+    return storage.get_trial_id_from_study_id_trial_number(storage.get_study_id_from_name(study_name), number)
 
 
 def beat_while_running(storage: Any, trial_ids: Callable[[], Sequence[int]], stop: threading.Event) -> None:
     """Record a heartbeat for each of trial_ids() every interval until stop is set (a thread's target)."""
-    while not stop.wait(storage.heartbeat_interval):
+    interval, _ = heartbeat_timing()
+    while not stop.wait(interval):
         for tid in trial_ids():
             try:
                 storage.record_heartbeat(tid)
@@ -114,23 +119,19 @@ def beat_while_running(storage: Any, trial_ids: Callable[[], Sequence[int]], sto
 
 
 def make_pruner(cfg: Any) -> Any:
-    """Build the pruner named by hydra.sweeper.pruner (median | halving | none)."""
+    """The pruner that hydra.sweeper.pruner describes (a `_target_` node of conf/hydra/sweeper/pruner/)."""
     import optuna
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate
 
-    if cfg.name == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=cfg.n_startup_trials,
-                                           n_warmup_steps=cfg.n_warmup_epochs)
-    if cfg.name == "halving":
-        return optuna.pruners.SuccessiveHalvingPruner(min_resource=cfg.n_warmup_epochs,
-                                                      reduction_factor=cfg.reduction_factor)
-    if cfg.name == "none":
-        return optuna.pruners.NopPruner()
-    raise ConfigError(f"hydra.sweeper.pruner.name={cfg.name!r}: must be one of median, halving, none")
-
-
-def trial_id(study: Any, number: int) -> int:
-    """The storage id of trial `number` (Optuna's Trial takes ids, jobs are told numbers)."""
-    return study._storage.get_trial_id_from_study_id_trial_number(study._study_id, number)
+    try:
+        pruner = instantiate(cfg)
+    except InstantiationException as e:
+        cause = e.__cause__ or e
+        raise ConfigError(f"hydra.sweeper.pruner: cannot be built ({' '.join(str(cause).split())})") from None
+    if not isinstance(pruner, optuna.pruners.BasePruner):
+        raise ConfigError(f"hydra.sweeper.pruner._target_={cfg.get('_target_')!r}: not an Optuna pruner")
+    return pruner
 
 
 class TrialLink:
@@ -140,33 +141,32 @@ class TrialLink:
         import optuna
 
         self.storage = open_storage(storage_url)
-        self.study = optuna.load_study(study_name=study_name, storage=self.storage,
-                                       pruner=make_pruner(pruner_cfg))
+        self.pruner = make_pruner(pruner_cfg)
+        # The pruner judges a trial against the others through a Study; Hyperband also reads its sampler.
+        self.study = optuna.load_study(study_name=study_name, storage=self.storage, pruner=self.pruner)
         self.number = number
-        self.trial = optuna.trial.Trial(self.study, trial_id(self.study, number))
+        self.trial_id = trial_id(self.storage, study_name, number)
         self._stop = threading.Event()
-        self.storage.record_heartbeat(self.trial._trial_id)
-        self._beat = threading.Thread(target=self._heartbeat, daemon=True, name="optuna-heartbeat")
+        self.storage.record_heartbeat(self.trial_id)
+        self._beat = threading.Thread(target=beat_while_running, args=(self.storage, lambda: [self.trial_id],
+                                                                       self._stop), daemon=True, name="heartbeat")
         self._beat.start()
-
-    def _heartbeat(self) -> None:
-        beat_while_running(self.storage, lambda: [self.trial._trial_id], self._stop)
 
     def report(self, value: float, epoch: int) -> bool:
         """Record the epoch's objective; True when the pruner says stop."""
-        self.trial.report(value, epoch)
-        return self.trial.should_prune()
+        self.storage.set_trial_intermediate_value(self.trial_id, epoch, value)
+        return self.pruner.prune(self.study, self.storage.get_trial(self.trial_id))
 
     def record(self, **attrs: Any) -> None:
         for key, value in attrs.items():
-            self.trial.set_user_attr(key, value)
+            self.storage.set_trial_user_attr(self.trial_id, key, value)
 
-    def interrupted(self, reason: str) -> None:
-        """Fail the trial now: the sweeper is being interrupted too and will not tell it."""
+    def fail(self, reason: str) -> None:
+        """Fail the trial now, with its reason: the sweeper is being stopped too and will not tell it."""
         import optuna
 
-        self.record(**{STATUS: "failed", "reason": reason})
-        self.study.tell(self.number, state=optuna.trial.TrialState.FAIL)
+        self.record(**{STATUS: "failed", REASON: reason})
+        self.study.tell(self.number, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
 
     def close(self) -> None:
         self._stop.set()

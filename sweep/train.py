@@ -35,6 +35,7 @@ class RunResult:
     report: ModelReport
     epochs: list[dict[str, Any]] = field(default_factory=list)
     objective: Any = None  # float, tuple for several objectives, None without a validation split
+    reason: Optional[str] = None  # why it ended early (pruned or failed)
 
 
 def check_config(cfg: DictConfig, model: bool = True) -> Optional[ModelReport]:
@@ -79,7 +80,17 @@ def augment(images: Any, cfg: DictConfig, generator: Any) -> Any:
     return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
-def to_input(images_u8: Any, cfg: DictConfig, generator: Any = None) -> Any:
+def use_channels_last(cfg: DictConfig, device: str) -> bool:
+    """train.channels_last, where null means: by the rule measured with bench.py on a 2-core CPU
+    (fcfree_5k5, README "Speed"): channels_last on a GPU and with one CPU thread, NCHW with several."""
+    import torch
+
+    if cfg.train.channels_last is not None:
+        return bool(cfg.train.channels_last)
+    return device != "cpu" or torch.get_num_threads() == 1
+
+
+def to_input(images_u8: Any, cfg: DictConfig, generator: Any = None, channels_last: Optional[bool] = None) -> Any:
     """A training or evaluation batch as the model sees it (augmented when a generator is given)."""
     import torch
 
@@ -88,7 +99,9 @@ def to_input(images_u8: Any, cfg: DictConfig, generator: Any = None) -> Any:
     if generator is not None and (d.rotation or d.translate or d.scale):
         x = augment(x, d, generator)
     x = (x - MNIST_MEAN) / MNIST_STD
-    return x.contiguous(memory_format=torch.channels_last) if cfg.train.channels_last else x
+    if channels_last is None:
+        channels_last = use_channels_last(cfg, str(images_u8.device.type))
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
 
 def split(cfg: DictConfig, data: Any, device: str) -> dict[str, tuple[Any, Any]]:
@@ -163,7 +176,7 @@ def train(cfg: DictConfig, out_dir: Optional[Path] = None, link: Any = None) -> 
     except KeyboardInterrupt:
         if link is not None:
             try:  # the signal may have landed inside a database call; never let that hide the interrupt
-                link.interrupted("interrupted (SIGINT) during training")
+                link.fail("interrupted (SIGINT) during training")
             except Exception as e:  # noqa: BLE001
                 log.warning(f"could not mark trial {cfg.trial} failed: {e}")
         raise
@@ -229,12 +242,14 @@ def _train(cfg: DictConfig, report: ModelReport, out_dir: Optional[Path], link: 
     from sweep.data import load_mnist
 
     device = resolve_device(cfg.train.device)
-    if cfg.train.threads:
-        torch.set_num_threads(cfg.train.threads)
+    threads = cfg.train.threads or _parallel_jobs_threads()
+    if threads:
+        torch.set_num_threads(threads)
     torch.manual_seed(cfg.seed)
     model, _ = build_model(cfg.model)  # built after seeding, so the initial weights follow cfg.seed
     model = model.to(device)
-    if cfg.train.channels_last:
+    channels_last = use_channels_last(cfg, device)
+    if channels_last:
         model = model.to(memory_format=torch.channels_last)
     parts = split(cfg, load_mnist(cfg.data.root), device)
     train_x, train_y = parts["train"]
@@ -263,9 +278,9 @@ def _train(cfg: DictConfig, report: ModelReport, out_dir: Optional[Path], link: 
         loss_sum = torch.zeros((), device=device)
         for step in range(steps):
             idx = order[step * bs: (step + 1) * bs]
-            x = to_input(train_x[idx], cfg, gen)
+            x = to_input(train_x[idx], cfg, gen, channels_last)
             with autocast():
-                loss = F.cross_entropy(model(x), train_y[idx])
+                loss = F.cross_entropy(model(x), train_y[idx], label_smoothing=cfg.train.label_smoothing)
             if startup_s is None:
                 startup_s = time.perf_counter() - started
             opt.zero_grad(set_to_none=True)
@@ -289,20 +304,49 @@ def _train(cfg: DictConfig, report: ModelReport, out_dir: Optional[Path], link: 
         val = "-" if record["val_acc"] is None else f"{record['val_acc']:.4f}"
         log.info(f"epoch {epoch:2d}/{cfg.train.epochs}  loss {train_loss:.4f}  val {val}  "
                  f"test {record['test_acc']:.4f}  {record['seconds']:.1f}s")
-        # Optuna 2.10 cannot report intermediate values (or prune) with several objectives.
+        # Optuna reports intermediate values (and prunes) for one objective only.
         if link is not None and record["val_acc"] is not None and len(cfg.objectives) == 1:
             if link.report(objective_so_far(result.epochs), epoch) and epoch < cfg.train.epochs:
-                result.status = "pruned"
-                log.info(f"pruned at epoch {epoch}")
-                break
+                result.status, result.reason = "pruned", f"pruned at epoch {epoch} by {type(link.pruner).__name__}"
+        if result.status == "complete" and epoch < cfg.train.epochs:
+            result.reason = _out_of_budget(cfg.trial_budget, epoch)
+            result.status = "pruned" if result.reason else result.status
+        if result.status == "pruned":
+            log.info(result.reason)
+            break
     if bar is not None:
         bar.close()
     result.objective = _objective(cfg, result)
-    summary = _write(cfg, result, out_dir, model, time.perf_counter() - started, startup_s,
+    summary = _write(cfg, result, out_dir, model, time.perf_counter() - started, startup_s, reason=result.reason,
                      machine=machine_info(device))
     if link is not None:
-        link.record(**summary)
+        link.record(**{"reason": None, **summary})  # None replaces the worker-lost reason set at the start
     return result
+
+
+def _out_of_budget(budget: Any, epoch: int) -> Optional[str]:
+    """Why the sweep's budget ends this trial after `epoch`, or None."""
+    if budget.epochs is not None and epoch >= budget.epochs:
+        return f"pruned at epoch {epoch}: the sweep's epoch budget ran out"
+    if budget.deadline is not None and time.time() >= budget.deadline:
+        return f"pruned at epoch {epoch}: the sweep's time budget ran out"
+    return None
+
+
+def _parallel_jobs_threads() -> int:
+    """Under a joblib launcher running several trials at once, each job's share of the cores (0: leave
+    torch's default). Two trials with a thread per core each made every epoch 5-15x slower here."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return 0
+    hc = HydraConfig.get()
+    launcher_jobs = hc.launcher.get("n_jobs") if "joblib" in str(hc.launcher.get("_target_", "")) else None
+    if launcher_jobs is None:
+        return 0
+    cores = os.cpu_count() or 1
+    at_once = min(cores if launcher_jobs < 1 else launcher_jobs, hc.sweeper.get("n_jobs") or cores)
+    return max(1, cores // max(1, at_once))
 
 
 def _objective(cfg: DictConfig, result: RunResult) -> Any:

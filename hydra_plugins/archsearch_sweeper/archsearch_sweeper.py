@@ -1,93 +1,109 @@
-"""Hydra's Optuna sweeper plus what a long architecture search needs.
+"""A Hydra sweeper for long architecture searches, on the Optuna sweeper plugin's config and grammar.
 
-- each job is told its trial number (`trial=N`), so it can report per-epoch values and be pruned;
-- a configurable pruner (hydra.sweeper.pruner), which the jobs build for their trial;
-- a pre-flight check: bad config values (fixed, and the corners of the search space), an
-  over-budget fixed model (or a space where no candidate tried fits), an unwritable sweep dir, an
-  unopenable storage or a study with other directions fail in one line before any trial is asked;
-  then no study, storage file or sweep directory is left behind;
-- trials of killed workers (stale heartbeat) are failed, with a reason, on start, so none stays
-  RUNNING forever; while a batch of jobs runs the sweeper keeps its trials' heartbeats too, so a
-  job waiting in a cluster queue is not taken for dead; Ctrl-C fails the unfinished trials at once;
-- over-budget candidates are told to Optuna as pruned, so that TPE learns to avoid them;
-- pruned trials never become the reported winner in optimization_results.yaml.
+It keeps hydra-optuna-sweeper's schema (hydra.sweeper.sampler, direction, storage, study_name,
+n_trials, n_jobs, params with its choice/range/interval grammar) and runs its own ask-launch-tell
+loop on Optuna's public API, because the plugin's loop cannot:
+- tell each job its trial number (`trial=N`), so that the job reports epochs and can be pruned;
+- tell a pruned or rejected trial PRUNED (the plugin only knows COMPLETE and FAIL);
+- skip a configuration the study already holds (a resumed sweep, a second worker);
+- stop on a budget of trained epochs or minutes, and print the sweep's progress;
+- fail, before any trial, on what would make every trial fail (the pre-flight below);
+- keep the heartbeats of queued jobs, fail stale trials, and fail its own on Ctrl-C.
 """
 
 import logging
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, List, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from hydra.core.config_store import ConfigStore
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override, Transformer
+from hydra.core.plugins import Plugins
+from hydra.plugins.sweeper import Sweeper
 from hydra_plugins.hydra_optuna_sweeper.config import OptunaSweeperConf
-from hydra_plugins.hydra_optuna_sweeper.optuna_sweeper import OptunaSweeper
-from omegaconf import OmegaConf
+from omegaconf import MISSING, DictConfig, OmegaConf
 
 from sweep.errors import BudgetError, ConfigError, StorageError
 
 log = logging.getLogger(__name__)
+MAX_RESAMPLES = 50  # asks in a row that all hit configurations the study holds: the space is used up
 
 
 @dataclass
-class PrunerConf:
-    name: str = "median"  # median | halving | none
-    n_startup_trials: int = 5  # median: complete this many trials before pruning any
-    n_warmup_epochs: int = 4  # never prune before this epoch (halving: its min_resource)
-    reduction_factor: int = 3  # halving: keep the top 1/reduction_factor at each rung
+class BudgetConf:
+    epochs: Optional[int] = None  # trained epochs, summed over this run's trials
+    minutes: Optional[float] = None  # wall time of this run
 
 
 @dataclass
 class ArchSearchSweeperConf(OptunaSweeperConf):
     _target_: str = "hydra_plugins.archsearch_sweeper.archsearch_sweeper.ArchSearchSweeper"
-    pruner: PrunerConf = field(default_factory=PrunerConf)
+    _recursive_: bool = False  # the sweeper builds the sampler (its seed depends on the study) and the pruner
+    defaults: List[Any] = field(default_factory=lambda: [{"sampler": "tpe"}, {"pruner": "median"}])
+    sampler: Any = MISSING  # a `_target_` node from conf/hydra/sweeper/sampler/
+    pruner: Any = MISSING  # a `_target_` node from conf/hydra/sweeper/pruner/
+    warmup_epochs: int = 1  # no trial is pruned before this epoch (the pruners' configs read it)
+    budget: BudgetConf = field(default_factory=BudgetConf)
+    direction: Any = "maximize"
 
 
-ConfigStore.instance().store(group="hydra/sweeper", name="archsearch", node=ArchSearchSweeperConf,
-                             provider="archsearch")
+# The samplers, `hydra/sweeper/sampler=NAME`, each seeded. They replace the plugin's nodes of the same
+# names, written for Optuna 2 (its tpe lacks constant_liar; its nsgaii lacks nothing but is unseeded
+# here). Defined here, not as YAML in conf/, because Hydra would validate such a YAML against the
+# plugin's node of the same name and reject every new key.
 
 
-def _impl_class() -> type:
-    """The stock implementation plus trial numbers and heartbeats; built on first use because importing
-    it imports optuna (seconds), and Hydra imports every plugin module on every start, even for --help."""
-    from hydra_plugins.hydra_optuna_sweeper._impl import OptunaSweeperImpl
+@dataclass
+class TPEConf:
+    """The default: multivariate, so that it models widths, depths and LR jointly rather than one at a
+    time; constant_liar, so that parallel workers do not propose the point a running trial holds.
+    For 20-200 trials of a mixed space like this one; random start-up first, then the model."""
 
-    class _TrialNumberImpl(OptunaSweeperImpl):
-        batch: List[Any] = []  # the trials of the batch being launched
-        records: Any = None  # an uncached storage: the plugin's own caches its writes, not the jobs'
-
-        def _configure_trials(self, trials: List[Any], *args: Any) -> Sequence[Sequence[str]]:
-            overrides = super()._configure_trials(trials, *args)
-            self.batch = list(trials)
-            study = trials[0].study
-            if "tell" not in vars(study):  # once per sweep: the plugin tells every trial through this study
-                study.tell = _rejected_as_pruned(study, self.records)
-            for trial in trials:  # a first heartbeat, so a worker killed before its job starts is caught too
-                trial.study._storage.record_heartbeat(trial._trial_id)
-            return [(*o, f"trial={t.number}") for t, o in zip(trials, overrides)]
-
-    return _TrialNumberImpl
+    _target_: str = "optuna.samplers.TPESampler"
+    seed: Optional[int] = 1234
+    n_startup_trials: int = 10
+    multivariate: bool = True
+    constant_liar: bool = True
 
 
-def _rejected_as_pruned(study: Any, records: Any) -> Any:
-    """study.tell, except that a trial its job rejected (over budget, before training) is told PRUNED, not
-    FAIL. TPE ignores failed trials, so it would keep proposing the same over-budget widths; a pruned
-    trial with no reported epoch ranks below every trained one, so TPE learns to avoid it (optuna#566)."""
-    import optuna
+@dataclass
+class RandomConf:
+    """Uniform random: the baseline every other sampler must beat (bench.py --search), and the right
+    choice for very short sweeps (under ~10 trials), where a model has nothing to learn from."""
 
-    from sweep.study import STATUS
+    _target_: str = "optuna.samplers.RandomSampler"
+    seed: Optional[int] = 1234
 
-    tell = study.tell
-    failed, pruned = optuna.trial.TrialState.FAIL, optuna.trial.TrialState.PRUNED
 
-    def tell_rejected_as_pruned(trial: Any, values: Any = None, state: Any = optuna.trial.TrialState.COMPLETE) -> None:
-        if state == failed and records.get_trial(trial._trial_id).user_attrs.get(STATUS) == "rejected":
-            state = pruned
-        tell(trial=trial, values=values, state=state)
+@dataclass
+class GPConf:
+    """Gaussian-process Bayesian optimization: the most sample-efficient for small budgets (10-60
+    trials) of mostly numeric parameters; an ask costs seconds (it fits a GP), nothing next to a trial."""
 
-    return tell_rejected_as_pruned
+    _target_: str = "optuna.samplers.GPSampler"
+    seed: Optional[int] = 1234
+    n_startup_trials: int = 10
+
+
+@dataclass
+class NSGAIIConf:
+    """NSGA-II, a genetic algorithm for several objectives (sweep=pareto: accuracy up, params down).
+    Small generations: a sweep here is tens of trials, not thousands."""
+
+    _target_: str = "optuna.samplers.NSGAIISampler"
+    seed: Optional[int] = 1234
+    population_size: int = 10
+
+
+# Hydra re-imports every plugin module on its first scan, which would put the plugin's sampler nodes
+# back over these; scanning first (Plugins.instance()) keeps these.
+Plugins.instance()
+_store = ConfigStore.instance()
+_store.store(group="hydra/sweeper", name="archsearch", node=ArchSearchSweeperConf, provider="archsearch")
+for _name, _node in {"tpe": TPEConf, "random": RandomConf, "gp": GPConf, "nsgaii": NSGAIIConf}.items():
+    _store.store(group="hydra/sweeper/sampler", name=_name, node=_node, provider="archsearch")
 
 
 def _candidates(searched: List[Override]) -> List[List[str]]:
@@ -129,27 +145,58 @@ def _remove_empty(dirs: List[Path]) -> None:
             return
 
 
-class ArchSearchSweeper(OptunaSweeper):
-    def __init__(self, pruner: Any, **kwargs: Any) -> None:
-        # Same arguments as the stock sweeper; only the implementation class differs.
-        self.sweeper = _impl_class()(**kwargs)
-        self.pruner = pruner
+def _positive(key: str, value: Any, kind: type) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0
+                              or (kind is int and not isinstance(value, int))):
+        raise ConfigError(f"hydra.sweeper.{key}={value!r}: must be a {'whole ' if kind is int else ''}number > 0"
+                          " (or null for no limit)")
+
+
+class ArchSearchSweeper(Sweeper):
+    def __init__(self, sampler: Any, pruner: Any, direction: Any, storage: Optional[str], study_name: Optional[str],
+                 n_trials: int, n_jobs: int, max_failure_rate: float, params: Optional[DictConfig],
+                 budget: Any, warmup_epochs: int = 1, search_space: Any = None, custom_search_space: Optional[str] = None) -> None:
+        if search_space is not None or custom_search_space is not None:
+            raise ConfigError("hydra.sweeper.search_space / custom_search_space: not supported here; "
+                              "describe the space in hydra.sweeper.params")
+        self.sampler_cfg, self.pruner_cfg = sampler, pruner
+        self.directions = [str(d).lower() for d in (direction if isinstance(direction, Sequence)
+                                                    and not isinstance(direction, str) else [direction])]
+        self.storage_url, self.study_name = storage, study_name
+        self.n_trials, self.n_jobs, self.max_failure_rate = n_trials, n_jobs, max_failure_rate
+        self.params = params or {}
+        self.budget_cfg = budget
+        self.batch: List[int] = []  # storage ids of the trials being run, for heartbeats and Ctrl-C
+        self.ids: Dict[int, int] = {}  # trial number -> storage id, for the trials this run asked
+        self.job_idx = 0
+
+    def setup(self, *, hydra_context: Any, task_function: Any, config: DictConfig) -> None:
+        self.config, self.hydra_context = config, hydra_context
+        self.launcher = Plugins.instance().instantiate_launcher(config=config, hydra_context=hydra_context,
+                                                                task_function=task_function)
+
+    # --- the sweep -------------------------------------------------------------------------------------
 
     def sweep(self, arguments: List[str]) -> None:
-        from sweep.study import beat_while_running, with_busy_timeout
+        from sweep.progress import Budget, SweepBar
+        from sweep.study import beat_while_running
 
-        impl, url = self.sweeper, self.sweeper.storage
-        if url is None:
+        if self.storage_url is None:
             raise ConfigError("hydra.sweeper.storage=null: pruning and resuming need a storage URL")
-        storage = self._preflight(arguments)
-        impl.records = storage
+        storage, study_exists = self._preflight(arguments)
+        study = self._create_study(storage, study_exists)
+        distributions, fixed = self._search_space(arguments)
+        budget = Budget(self.n_trials, self.budget_cfg.epochs, self.budget_cfg.minutes)
+        log.info(f"Study {self.study_name!r} in {self.storage_url}: {type(study.sampler).__name__}, "
+                 f"{type(study.pruner).__name__}, directions {self.directions}; budget: {budget.describe()}")
+        self._log_to_sweep_dir()
         stop = threading.Event()
-        beat = threading.Thread(target=beat_while_running, args=(storage, lambda: [t._trial_id for t in impl.batch],
-                                                                 stop), daemon=True, name="sweeper-heartbeat")
+        beat = threading.Thread(target=beat_while_running, args=(storage, lambda: list(self.batch), stop),
+                                daemon=True, name="sweeper-heartbeat")
         beat.start()
-        impl.storage = with_busy_timeout(url)  # the plugin opens its own storage from this URL
+        bar = SweepBar(self.n_trials)
         try:
-            self._run_trials(arguments, storage)
+            reason = self._loop(study, storage, distributions, fixed, budget, bar)
         except BaseException as e:  # Ctrl-C, or a launcher that lost a job (e.g. a Slurm timeout)
             self._fail_unfinished(storage, "interrupted (SIGINT) before its job finished"
                                   if isinstance(e, KeyboardInterrupt) else
@@ -158,48 +205,237 @@ class ArchSearchSweeper(OptunaSweeper):
             raise
         finally:
             stop.set()
-            impl.storage = url
-            self._write_results(storage)
+            bar.close()
+        self._finish(study, reason)
 
-    def _run_trials(self, arguments: List[str], storage: Any) -> None:
-        """The plugin's loop. A study in which no trial has finished (all rejected, diverged or failed, each
-        with its reason) is a result, not a crash: the plugin's closing summary would raise on it."""
+    def _loop(self, study: Any, storage: Any, distributions: Dict[str, Any], fixed: Dict[str, Any],
+              budget: Any, bar: Any) -> str:
+        """Ask, launch and tell batches of n_jobs trials until a limit of the budget is reached; why it stopped."""
+        from sweep.progress import trial_line
+
+        while not (reason := budget.exhausted()):
+            size = min(self.n_jobs, budget.n_trials - budget.trials)
+            epochs, deadline = budget.allowance(size)
+            trials = [self._ask_new(study, storage, distributions, fixed) for _ in range(size)]
+            if None in trials:
+                return f"every configuration tried was already in the study ({MAX_RESAMPLES} asks in a row)"
+            overrides = [self._job_overrides(t, epochs, deadline) for t in trials]
+            self.batch = [self.ids[t.number] for t in trials]
+            returns = self.launcher.launch(overrides, initial_job_idx=self.job_idx)
+            self.job_idx += len(returns)
+            failures = 0
+            for trial, ret in zip(trials, returns):
+                frozen = self._tell(study, storage, trial, ret)
+                failures += frozen.user_attrs.get("status") == "failed"
+                budget.spent(1, frozen.user_attrs.get("epochs_trained") or 0)
+                state = frozen.user_attrs.get("status", frozen.state.name.lower())
+                line = trial_line(budget, frozen, state, self._best(study))
+                log.info(line)
+                bar.update(1, line.split(" | ", 1)[1])
+            self.batch = []
+            if failures / len(returns) > self.max_failure_rate:
+                return f"{failures} of {len(returns)} trials failed, over max_failure_rate={self.max_failure_rate}"
+        return reason
+
+    def _ask_new(self, study: Any, storage: Any, distributions: Dict[str, Any], fixed: Dict[str, Any]) -> Any:
+        """A trial whose configuration no earlier trial of the study holds (finished, running, or failed
+        by its own fault); asks that repeat one are closed as FAIL `duplicate` and never trained."""
         import optuna
 
-        try:
-            super().sweep(arguments)
-        except ValueError:
-            study = optuna.load_study(study_name=self.sweeper.study_name, storage=storage)
-            if study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.COMPLETE]):
-                raise
-            log.warning("no trial of this study has finished yet, so there is no best trial; "
-                        "the user attributes status and reason of each trial say why")
+        from sweep.study import REASON, STATUS, lost_reason, trial_id
 
-    def _preflight(self, arguments: List[str]) -> Any:
-        """Fail fast, before any trial exists, on what would make every trial fail; return the open storage.
+        for _ in range(MAX_RESAMPLES):
+            trial = study.ask(fixed_distributions=distributions)
+            key = sorted(self._overrides(trial.params, fixed))
+            same = self._holder(study, trial.number, key)
+            tid = trial_id(storage, self.study_name, trial.number)
+            for name, value in fixed.items():  # as the plugin does: fixed values show with each trial
+                trial.set_user_attr(name, value)
+            if same is None:
+                storage.record_heartbeat(tid)  # a first beat, so that a worker killed before its job starts is caught
+                for name, value in {"overrides": key, STATUS: "running", REASON: lost_reason()}.items():
+                    trial.set_user_attr(name, value)
+                self.ids[trial.number] = tid
+                return trial
+            trial.set_user_attr(STATUS, "duplicate")
+            trial.set_user_attr(REASON, f"same configuration as #{same}")
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            log.info(f"trial #{trial.number}: same configuration as #{same}; not trained, asking again")
+        return None
 
-        Cheapest first: values need no torch, so a typo answers before the model checks load it."""
+    @staticmethod
+    def _holder(study: Any, number: int, key: List[str]) -> Optional[int]:
+        """The earliest trial before `number` that holds configuration `key`, if any. Trials that ended
+        through no fault of their configuration (interrupted, worker lost, duplicates) hold nothing."""
+        import optuna
+
+        for t in study.get_trials(deepcopy=False):
+            if t.number >= number or sorted(t.user_attrs.get("overrides") or []) != key:
+                continue
+            if t.state != optuna.trial.TrialState.FAIL or str(t.user_attrs.get("reason", "")).startswith("diverged"):
+                return t.number
+        return None
+
+    @staticmethod
+    def _overrides(params: Dict[str, Any], fixed: Dict[str, Any]) -> List[str]:
+        return [f"{name}={value}" for name, value in {**params, **fixed}.items()]
+
+    def _job_overrides(self, trial: Any, epochs: Optional[int], deadline: Optional[float]) -> List[str]:
+        extra = [f"trial={trial.number}"]
+        if epochs is not None:
+            extra.append(f"trial_budget.epochs={epochs}")
+        if deadline is not None:
+            extra.append(f"trial_budget.deadline={deadline:.0f}")
+        return [*trial.user_attrs["overrides"], *extra]
+
+    def _tell(self, study: Any, storage: Any, trial: Any, ret: Any) -> Any:
+        """Tell the trial's end from what its job recorded: complete, pruned (also a rejected candidate:
+        TPE ignores FAIL, so it would propose the same misfit again, while it ranks a PRUNED trial with
+        no epoch below every trained one), or failed, with its reason."""
+        import optuna
+        from hydra.core.utils import JobStatus
+
+        from sweep.study import REASON, STATUS
+
+        state = optuna.trial.TrialState
+        tid = self.ids[trial.number]
+        status = storage.get_trial(tid).user_attrs.get(STATUS)
+        values = None
+        if ret.status == JobStatus.COMPLETED and status == "complete":
+            result = ret.return_value
+            values = [float(v) for v in (result if isinstance(result, (list, tuple)) else [result])]
+            return study.tell(trial, values=values, skip_if_finished=True)
+        if status in ("pruned", "rejected"):
+            return study.tell(trial, state=state.PRUNED, skip_if_finished=True)
+        if status != "failed":  # the job died before it could say why
+            try:
+                ret.return_value  # raises the job's exception
+                reason = "the job returned no result"
+            except Exception as error:  # noqa: BLE001 - any error of the job is the trial's failure
+                reason = f"{type(error).__name__}: {error}"
+            if storage.get_trial(tid).state == state.RUNNING:
+                storage.set_trial_user_attr(tid, STATUS, "failed")
+                storage.set_trial_user_attr(tid, REASON, " ".join(reason.split())[:500])
+            log.warning(f"trial #{trial.number} failed: {reason}")
+        return study.tell(trial, state=state.FAIL, skip_if_finished=True)
+
+    def _best(self, study: Any) -> Any:
+        """The best complete trial so far (single objective), else None."""
+        import optuna
+
+        if len(self.directions) != 1:
+            return None
+        done = study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.COMPLETE])
+        done = [t for t in done if t.user_attrs.get("status", "complete") == "complete"]
+        if not done:
+            return None
+        sign = 1 if self.directions[0] == "maximize" else -1
+        return max(done, key=lambda t: sign * t.value)
+
+    def _finish(self, study: Any, reason: str) -> None:
+        """Write optimization_results.yaml (best trial(s), never a pruned one) and say how it ended."""
+        import optuna
+
+        from sweep.study import pareto_front
+
+        out = Path(str(self.config.hydra.sweep.dir)) / "optimization_results.yaml"
+        log.info(f"Sweep stopped: {reason}")
+        best = self._best(study)
+        if len(self.directions) == 1:
+            if best is None:
+                log.warning("no trial of this study has finished yet, so there is no best trial; "
+                            "the user attributes status and reason of each trial say why")
+                return
+            results = {"name": "optuna", "best_trial": best.number, "best_params": best.params,
+                       "best_value": best.value}
+            log.info(f"Best trial: #{best.number} value={best.value:.5f} params={best.params}")
+            log.info(f"Confirm it: python sweep/confirm.py --study {self.study_name} --storage {self.storage_url} "
+                     "--top 1")
+        else:
+            done = study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.COMPLETE])
+            signs = [1 if d == "maximize" else -1 for d in self.directions]
+            front = pareto_front(done, key=lambda t: [s * v for s, v in zip(signs, t.values)])
+            results = {"name": "optuna", "solutions": [
+                {"trial": t.number, "params": t.params, "values": t.values} for t in front]}
+            log.info(f"Pareto front: {', '.join(f'#{t.number} {t.values}' for t in front) or 'empty'}")
+        OmegaConf.save(OmegaConf.create(results), out)
+
+    def _fail_unfinished(self, storage: Any, reason: str) -> None:
+        """Fail the trials of the current batch that no job finished, so that none stays RUNNING."""
+        import optuna
+
+        from sweep.study import REASON, STATUS
+
+        for tid in self.batch:
+            try:
+                if storage.get_trial(tid).state == optuna.trial.TrialState.RUNNING:
+                    storage.set_trial_user_attr(tid, STATUS, "failed")
+                    storage.set_trial_user_attr(tid, REASON, reason)
+                    storage.set_trial_state_values(tid, optuna.trial.TrialState.FAIL)
+                    log.warning(f"trial #{storage.get_trial(tid).number} failed: {reason}")
+            except optuna.exceptions.UpdateFinishedTrialError:  # finished meanwhile (its job failed it itself)
+                continue
+
+    # --- set-up ----------------------------------------------------------------------------------------
+
+    def _log_to_sweep_dir(self) -> None:
+        """The progress lines also go to <sweep dir>/sweep.log."""
+        handler = logging.FileHandler(Path(str(self.config.hydra.sweep.dir)) / "sweep.log")
+        handler.setFormatter(logging.Formatter("[%(asctime)s] %(message)s"))
+        log.addHandler(handler)
+
+    def _search_space(self, arguments: List[str]) -> Tuple[Dict[str, Any], Dict[str, Any]]:
+        from sweep.optuna_compat import search_space
+
+        return search_space([f"{k}={v}" for k, v in self.params.items()] + list(arguments))
+
+    def _create_study(self, storage: Any, exists: int) -> Any:
+        """Create or load the study, its sampler seeded per run: seed + the trials the study already holds,
+        so a resumed sweep (or a second worker) does not replay the same random start-up."""
+        import optuna
+        from hydra.utils import instantiate
+
         from sweep.study import make_pruner
 
-        impl = self.sweeper
+        sampler_cfg = OmegaConf.to_container(self.sampler_cfg, resolve=True)
+        if sampler_cfg.get("seed") is not None and exists:
+            sampler_cfg["seed"] += exists
+            log.info(f"the study holds {exists} trials: sampler seed {sampler_cfg['seed']} for this run")
+        sampler = instantiate(sampler_cfg)
+        study = optuna.create_study(study_name=self.study_name, storage=storage, sampler=sampler,
+                                    pruner=make_pruner(self.pruner_cfg), directions=self.directions,
+                                    load_if_exists=True)
+        optuna.storages.fail_stale_trials(study)
+        return study
+
+    def _preflight(self, arguments: List[str]) -> Tuple[Any, int]:
+        """Fail fast, before any trial exists, on what would make every trial fail; return the open storage
+        and how many trials the study already holds. Cheapest first: values need no torch."""
+        from sweep.study import make_pruner
+
         for key in ("n_trials", "n_jobs"):
-            if getattr(impl, key) < 1:
-                raise ConfigError(f"hydra.sweeper.{key}={getattr(impl, key)}: must be >= 1")
+            if not isinstance(getattr(self, key), int) or getattr(self, key) < 1:
+                raise ConfigError(f"hydra.sweeper.{key}={getattr(self, key)}: must be >= 1")
+        _positive("budget.epochs", self.budget_cfg.epochs, int)
+        _positive("budget.minutes", self.budget_cfg.minutes, float)
         cfg, candidates, model_searched = self._check_values(arguments)
-        directions = [d.lower() for d in impl._get_directions()]
-        if cfg.objectives and len(cfg.objectives) != len(directions):
+        if "val_acc" in cfg.objectives and not cfg.data.val_size:
+            raise ConfigError("data.val_size=0: a sweep selects on a validation split held out of the training "
+                              "set; set data.val_size > 0")
+        if cfg.objectives and len(cfg.objectives) != len(self.directions):
             raise ConfigError(f"objectives={list(cfg.objectives)} has {len(cfg.objectives)} values but "
-                              f"hydra.sweeper.direction={directions}")
+                              f"hydra.sweeper.direction={self.directions}")
         if model_searched:
             _check_candidate_models(candidates)
         else:
             from sweep.train import check_config
 
             check_config(cfg)  # one fixed model: over budget or unbuildable fails every trial
-        make_pruner(self.pruner)
+        make_pruner(self.pruner_cfg)
+        self._search_space(arguments)
         made = self._make_sweep_dir()
         try:
-            return self._open_study(directions)
+            return self._open_study()
         except BaseException:
             _remove_empty(made)
             raise
@@ -212,14 +448,13 @@ class ArchSearchSweeper(OptunaSweeper):
         from sweep.cli import one_line
         from sweep.config import validate
 
-        impl = self.sweeper
-        overrides = [f"{k}={v}" for k, v in (impl.params or {}).items()] + list(arguments)
+        overrides = [f"{k}={v}" for k, v in self.params.items()] + list(arguments)
         parsed = OverridesParser.create().parse_overrides(overrides)
         fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
         fixed_keys = {o.get_key_element() for o in parsed if not o.is_sweep_override()}
         searched = [o for o in parsed if o.is_sweep_override() and o.get_key_element() not in fixed_keys]
-        load = impl.hydra_context.config_loader.load_sweep_config
-        cfg = load(impl.config, fixed)  # errors here are the user's own overrides: reported as they are
+        load = self.hydra_context.config_loader.load_sweep_config
+        cfg = load(self.config, fixed)  # errors here are the user's own overrides: reported as they are
 
         def value_error(c: Any) -> str:
             try:
@@ -231,7 +466,7 @@ class ArchSearchSweeper(OptunaSweeper):
         candidates = []
         for sample in _candidates(searched):
             try:
-                candidates.append(load(impl.config, fixed + sample))
+                candidates.append(load(self.config, fixed + sample))
                 validate(candidates[-1])
             except (HydraException, OmegaConfBaseException, ConfigError) as e:
                 if str(e) == value_error(cfg):
@@ -241,78 +476,36 @@ class ArchSearchSweeper(OptunaSweeper):
         model_searched = any(o.get_key_element().split(".")[0] == "model" for o in searched)
         return cfg, candidates, model_searched
 
-    def _open_study(self, directions: List[str]) -> Any:
-        """Open the storage, check an existing study's directions and fail its stale trials."""
+    def _open_study(self) -> Tuple[Any, int]:
+        """Open the storage and check an existing study's directions; (storage, trials it holds)."""
         import optuna
 
-        from sweep.study import fail_stale_trials, open_storage
+        from sweep.study import open_storage
 
-        impl = self.sweeper
-        storage = open_storage(impl.storage)
+        storage = open_storage(self.storage_url)
         try:
-            study = optuna.load_study(study_name=impl.study_name, storage=storage)
+            study = optuna.load_study(study_name=self.study_name, storage=storage)
         except KeyError:
-            return storage  # a new study
+            return storage, 0  # a new study
         found = [d.name.lower() for d in study.directions]
-        if found != directions:
-            raise StorageError(f"hydra.sweeper.study_name={impl.study_name!r}: the study in {impl.storage} "
-                               f"was created with direction {found}, this sweep asks {directions}; "
+        if found != self.directions:
+            raise StorageError(f"hydra.sweeper.study_name={self.study_name!r}: the study in {self.storage_url} "
+                               f"was created with direction {found}, this sweep asks {self.directions}; "
                                "choose another study name")
-        fail_stale_trials(storage, study._study_id)
-        return storage
+        return storage, len(study.get_trials(deepcopy=False))
 
     def _make_sweep_dir(self) -> List[Path]:
         """Create hydra.sweep.dir now, so that an unwritable one fails before any study exists; the dirs made."""
-        path = Path(str(self.sweeper.config.hydra.sweep.dir)).absolute()
+        path = Path(str(self.config.hydra.sweep.dir)).absolute()
         made = [p for p in (path, *path.parents) if not p.exists()]
         try:
             path.mkdir(parents=True, exist_ok=True)
         except OSError as e:
-            raise ConfigError(f"hydra.sweep.dir={str(self.sweeper.config.hydra.sweep.dir)!r}: cannot create "
+            raise ConfigError(f"hydra.sweep.dir={str(self.config.hydra.sweep.dir)!r}: cannot create "
                               f"{e.filename or path} ({e.strerror})") from None
         return made
 
-    def _fail_unfinished(self, storage: Any, reason: str) -> None:
-        """Fail the trials of the current batch that no job finished, so that none stays RUNNING."""
-        import optuna
 
-        from sweep.study import STATUS
-
-        for trial in self.sweeper.batch:
-            try:
-                if storage.get_trial(trial._trial_id).state == optuna.trial.TrialState.RUNNING:
-                    storage.set_trial_user_attr(trial._trial_id, STATUS, "failed")
-                    storage.set_trial_user_attr(trial._trial_id, "reason", reason)
-                    storage.set_trial_state(trial._trial_id, optuna.trial.TrialState.FAIL)
-                    log.warning(f"trial #{trial.number} failed: {reason}")
-            except RuntimeError:  # finished meanwhile (its job failed it itself)
-                continue
-
-    def _write_results(self, storage: Any) -> None:
-        """Rewrite optimization_results.yaml so that it names the best *unpruned* trial(s)."""
-        import optuna
-
-        from sweep.study import STATUS, pareto_front
-
-        impl = self.sweeper
-        out = Path(str(impl.config.hydra.sweep.dir)) / "optimization_results.yaml"
-        if not out.parent.exists():
-            return
-        study = optuna.load_study(study_name=impl.study_name, storage=storage)
-        complete = [t for t in study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.COMPLETE])
-                    if t.user_attrs.get(STATUS) == "complete"]
-        if not complete:
-            return
-        if len(study.directions) == 1:
-            sign = 1 if study.direction == optuna.study.StudyDirection.MAXIMIZE else -1
-            best = max(complete, key=lambda t: sign * t.value)
-            results = {"name": "optuna", "best_trial": best.number, "best_params": best.params,
-                       "best_value": best.value}
-            log.info(f"Best unpruned trial: #{best.number} value={best.value:.5f} params={best.params}")
-        else:
-            signs = [1 if d == optuna.study.StudyDirection.MAXIMIZE else -1 for d in study.directions]
-            front = pareto_front(complete, key=lambda t: [s * v for s, v in zip(signs, t.values)])
-            results = {"name": "optuna", "solutions": [
-                {"trial": t.number, "params": t.params, "values": t.values} for t in front]}
-        OmegaConf.save(OmegaConf.create(results), out)
-
+# Hydra finds plugins by scanning the hydra_plugins namespace on sys.path, which misses an editable
+# (pip install -e) install; registering the class here makes Hydra know it whenever it is imported.
+Plugins.instance().register(ArchSearchSweeper)
