@@ -16,11 +16,15 @@ import subprocess
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Optional, Sequence
 
-
-from sweep import review as rv
+from sweep.defaults import ROOT, sweep_defaults
 from sweep.errors import ConfigError
+from sweep.plots import BASELINE_STYLE, accuracy_axis, params_axis, pyplot, reference_lines, save_figure
+from sweep.ranking import review_study
+from sweep.rows import BASELINE_LABEL, STATES, read_metrics
+from sweep.studyread import load_study, open_readonly
+from sweep.tables import fmt_duration, fmt_int, fmt_macs, fmt_pct, md_table, run_command
 
 LAST = 3  # the acceptance rule: the target in each of the last 3 epochs, not one lucky epoch
 MIN_SEEDS = 3  # one seed is a result; confirmation needs repeats
@@ -56,7 +60,7 @@ def read_run(metrics_path: Path) -> Run:
     """A run from its metrics.json and, for the command that made it, its .hydra/overrides.yaml."""
     from omegaconf import OmegaConf
 
-    m = rv.read_metrics(metrics_path)
+    m = read_metrics(metrics_path)
     cfg, c = m["config"], m["config"]["constraints"]
     overrides_yaml = metrics_path.parent / ".hydra" / "overrides.yaml"
     overrides = list(OmegaConf.load(overrides_yaml)) if overrides_yaml.is_file() else []
@@ -74,7 +78,7 @@ class Experiment:
 
     @property
     def label(self) -> str:
-        return rv.BASELINE_LABEL if self.name == BASELINE else self.name
+        return BASELINE_LABEL if self.name == BASELINE else self.name
 
     @property
     def first(self) -> Run:
@@ -104,7 +108,7 @@ class Experiment:
                 misses.append(f"seed {r.seed} trained {len(r.test)} epochs, fewer than {LAST}")
             else:
                 low = [(len(r.test) - LAST + i + 1, a) for i, a in enumerate(r.last) if a < r.target]
-                misses += [f"seed {r.seed} has {rv.fmt_pct(a)} at epoch {e}, under {r.target:.1%}" for e, a in low]
+                misses += [f"seed {r.seed} has {fmt_pct(a)} at epoch {e}, under {r.target:.1%}" for e, a in low]
         return misses
 
     def rule_misses(self) -> list[str]:
@@ -129,7 +133,7 @@ class Experiment:
 
     def verdict(self) -> str:
         r, misses = self.first, self.accuracy_misses()
-        reached = f"every seed reaches {r.target:.1%} in each of the last {LAST} epochs (min {rv.fmt_pct(self.min)})"
+        reached = f"every seed reaches {r.target:.1%} in each of the last {LAST} epochs (min {fmt_pct(self.min)})"
         if self.confirmed:
             return (f"**CONFIRMED**: FC-free, {r.params:,} < {r.max_params:,} params, "
                     f"{max(len(x.test) for x in self.runs)} <= {r.max_epochs} epochs; {reached}.")
@@ -142,7 +146,7 @@ class Experiment:
         by_overrides: dict[tuple[str, ...], list[int]] = {}
         for r in self.runs:
             by_overrides.setdefault(tuple(r.overrides) or (f"+experiment={self.name}",), []).append(r.seed)
-        return [rv.run_command([*o, "seed=" + ",".join(map(str, sorted(seeds)))], multirun=True)
+        return [run_command([*o, "seed=" + ",".join(map(str, sorted(seeds)))], multirun=True)
                 for o, seeds in by_overrides.items()]
 
 
@@ -182,12 +186,12 @@ def summary_table(experiments: Sequence[Experiment]) -> str:
     for e in experiments:
         r = e.first
         walls = [x.wall_s for x in e.runs if x.wall_s is not None]
-        rows.append([e.label, rv.fmt_int(r.params), rv.fmt_macs(r.macs), "no" if r.fc_layers else "yes",
+        rows.append([e.label, fmt_int(r.params), fmt_macs(r.macs), "no" if r.fc_layers else "yes",
                      "/".join(sorted({str(len(x.test)) for x in e.runs})), ", ".join(str(x.seed) for x in e.runs),
-                     rv.fmt_pct(e.mean), rv.fmt_pct(e.min), " / ".join(str(x.first_at_target or "-") for x in e.runs),
-                     rv.fmt_duration(statistics.mean(walls)) if walls else "-",
+                     fmt_pct(e.mean), fmt_pct(e.min), " / ".join(str(x.first_at_target or "-") for x in e.runs),
+                     fmt_duration(statistics.mean(walls)) if walls else "-",
                      "CONFIRMED" if e.confirmed else "not confirmed"])
-    return rv.md_table(headers, rows)
+    return md_table(headers, rows)
 
 
 def targets_table(experiments: Sequence[Experiment]) -> str:
@@ -197,62 +201,62 @@ def targets_table(experiments: Sequence[Experiment]) -> str:
         within = [e for e in experiments if not e.first.fc_layers and e.first.params < max_params
                   and max(len(r.test) for r in e.runs) <= max_epochs]
         met = ", ".join(f"{e.name} ({e.first.params:,} params)" for e in within if e.confirmed) or "**not met**"
-        tried = ", ".join(f"{e.name} (min {rv.fmt_pct(e.min)}, {len(e.runs)} seed(s))" for e in within
+        tried = ", ".join(f"{e.name} (min {fmt_pct(e.min)}, {len(e.runs)} seed(s))" for e in within
                           if not e.confirmed) or "-"
         rows.append([name, f"< {max_params:,}", f"<= {max_epochs}", met, tried])
-    return rv.md_table(["target", "params", "epochs", "met by (confirmed)", "tried, not confirmed"], rows)
+    return md_table(["target", "params", "epochs", "met by (confirmed)", "tried, not confirmed"], rows)
 
 
 def experiment_section(e: Experiment) -> list[str]:
     headers = ["seed", f"test acc, last {LAST} epochs", "mean", "min", f"first epoch >={e.first.target:.1%}",
                "epochs", "wall time", "status", "run directory"]
-    rows = [[str(r.seed), " / ".join(rv.fmt_pct(a) for a in r.last) or "-",
-             rv.fmt_pct(statistics.mean(r.last)) if r.last else "-", rv.fmt_pct(min(r.last, default=None)),
-             str(r.first_at_target or "-"), str(len(r.test)), rv.fmt_duration(r.wall_s), r.status, f"`{r.path}`"]
+    rows = [[str(r.seed), " / ".join(fmt_pct(a) for a in r.last) or "-",
+             fmt_pct(statistics.mean(r.last)) if r.last else "-", fmt_pct(min(r.last, default=None)),
+             str(r.first_at_target or "-"), str(len(r.test)), fmt_duration(r.wall_s), r.status, f"`{r.path}`"]
             for r in e.runs]
-    return [f"### {e.label}", "", e.verdict(), "", rv.md_table(headers, rows), "", "Reproduce:", "", "```bash",
+    return [f"### {e.label}", "", e.verdict(), "", md_table(headers, rows), "", "Reproduce:", "", "```bash",
             *e.commands(), "```", ""]
 
 
 def sweep_cost(storage: str, studies: Sequence[str]) -> list[str]:
     """Trials per state, epochs trained against the full budget, and time, per study (read-only)."""
-    store = rv.open_readonly(storage)
-    headers = ["study", "trials", *rv.STATES, "epochs trained", "of n x max", "saved", "sum of trial times",
+    store = open_readonly(storage)
+    summaries = {name: review_study(load_study(store, name, storage), storage, None).summary for name in studies}
+    # Only the Optuna 5 sweeper skips duplicates: no column of zeros for the studies from before it.
+    states = [k for k in STATES if k != "duplicate" or any(s.counts[k] for s in summaries.values())]
+    headers = ["study", "trials", *states, "epochs trained", "of n x max", "saved", "sum of trial times",
                "first start to last finish"]
-    rows = []
-    for name in studies:
-        s = rv.review_study(rv.load_study(store, name, storage), storage, None).summary
-        rows.append([name, str(s.n_trials), *(str(s.counts[k]) for k in rv.STATES), str(s.epochs_trained),
-                     str(s.epochs_budget), f"{s.saving:.1%}", rv.fmt_duration(s.trial_time_s),
-                     rv.fmt_duration(s.span_s)])
+    rows = [[name, str(s.n_trials), *(str(s.counts[k]) for k in states), str(s.epochs_trained),
+             str(s.epochs_budget), f"{s.saving:.1%}", fmt_duration(s.trial_time_s), fmt_duration(s.span_s)]
+            for name, s in summaries.items()]
     return ["## Sweep cost", "", f"From `{storage}`. Pruned trials stop early and rejected ones never train; "
-            "trial times run from a trial's start to its finish, startup included.", "", rv.md_table(headers, rows), ""]
+            "trial times run from a trial's start to its finish, startup included.", "", md_table(headers, rows), ""]
 
 
 def plot(experiments: Sequence[Experiment], path: Path) -> None:
     """Mean last-3 test accuracy vs params; bars from the lowest to the highest of the seeds' last 3 epochs,
     so a bar that crosses the target line is an experiment that misses the rule."""
-    fig, ax = rv.pyplot().subplots(figsize=(8, 5))
+    fig, ax = pyplot().subplots(figsize=(8, 5))
     shown = [e for e in experiments if e.seed_means and e.first.params]
     target = experiments[0].first.target
-    rv.accuracy_axis(ax, [a for e in shown for r in e.runs for a in r.last], target,  # the whole bars
+    accuracy_axis(ax, [a for e in shown for r in e.runs for a in r.last], target,  # the whole bars
                      f"test accuracy, mean of the last {LAST} epochs")
     for e in shown:
         yerr = [[e.mean - e.min], [max(a for r in e.runs for a in r.last) - e.mean]]
         if e.name == BASELINE:
-            style, label = rv.BASELINE_STYLE, f"{e.label}: FC head"
+            style, label = BASELINE_STYLE, f"{e.label}: FC head"
         else:
             style = {"marker": "o", "ms": 7, "ls": "none", "color": "tab:green" if e.confirmed else "tab:red"}
             label = f"{e.name}: {'confirmed' if e.confirmed else 'not confirmed'}"
         ax.errorbar([e.first.params], [e.mean], yerr=yerr, capsize=4, label=label, **style)
         ax.annotate(e.name, (e.first.params, e.mean), textcoords="offset points", xytext=(8, 4), fontsize="small")
     budgets = [e.first.max_params for e in shown]
-    rv.reference_lines(ax, target, budgets)
+    reference_lines(ax, target, budgets)
     ax.set_xlim(0, max(budgets + [e.first.params for e in shown]) * 1.1)
-    rv.params_axis(ax)
+    params_axis(ax)
     ax.set_title(f"Seed confirmations: mean, and min to max over the seeds' last {LAST} epochs")
     path.parent.mkdir(parents=True, exist_ok=True)
-    rv.save_figure(fig, ax, path)
+    save_figure(fig, ax, path)
 
 
 def render(experiments: Sequence[Experiment], confirm_dir: Path, plot_path: Path, out: Path,
@@ -285,8 +289,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description="Write RESULTS.md from the seed confirmations in outputs/confirm/.")
     p.add_argument("--confirm-dir", type=Path, default=Path("outputs/confirm"),
                    help="where <model.name>/seed_<k>/metrics.json are (default: %(default)s, cwd-relative)")
-    p.add_argument("--out", type=Path, default=rv.ROOT / "RESULTS.md", help="default: RESULTS.md at the project root")
-    p.add_argument("--plot", type=Path, default=rv.ROOT / "results" / "acc_vs_params.png",
+    p.add_argument("--out", type=Path, default=ROOT / "RESULTS.md", help="default: RESULTS.md at the project root")
+    p.add_argument("--plot", type=Path, default=ROOT / "results" / "acc_vs_params.png",
                    help="default: results/acc_vs_params.png at the project root")
     p.add_argument("--storage", help="with --study: the sweeps' storage (default: the sweep's, cwd-relative)")
     p.add_argument("--study", action="append", default=[], help="a study for the 'Sweep cost' section; repeatable")
@@ -300,15 +304,15 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 def main(argv: Optional[Sequence[str]] = None) -> None:
     args = parse_args(argv)
     experiments = find_experiments(args.confirm_dir)
-    storage = args.storage or rv.sweep_defaults().storage
+    storage = args.storage or sweep_defaults().storage
     cost = sweep_cost(storage, args.study) if args.study else []
     plot(experiments, args.plot)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     notes = args.notes.read_text() if args.notes else ""
     args.out.write_text(render(experiments, args.confirm_dir, args.plot, args.out, cost, notes))
     for e in experiments:
-        print(f"{e.label}: {'CONFIRMED' if e.confirmed else 'not confirmed'} (mean {rv.fmt_pct(e.mean)}, "
-              f"min {rv.fmt_pct(e.min)} over the last {LAST} epochs of seeds {', '.join(str(r.seed) for r in e.runs)})")
+        print(f"{e.label}: {'CONFIRMED' if e.confirmed else 'not confirmed'} (mean {fmt_pct(e.mean)}, "
+              f"min {fmt_pct(e.min)} over the last {LAST} epochs of seeds {', '.join(str(r.seed) for r in e.runs)})")
     print(f"wrote {args.out} and {args.plot}")
 
 

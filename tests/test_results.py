@@ -9,8 +9,8 @@ import pytest
 
 from conftest import run_entry
 from sweep import results as rs
-from sweep import review as rv
-from test_review import TRIALS, make_study
+from sweep.rows import first_epoch_at
+from test_review import NEW_TRIALS, TRIALS, make_study
 
 EPOCHS = 20
 # experiment: (params, FC layers, the last 3 test accuracies of seeds 1, 2, 3)
@@ -31,7 +31,7 @@ def write_run(root: Path, name: str, seed: int, params: int, fc_layers: list[str
     (run / "metrics.json").write_text(json.dumps({
         "status": "complete", "params": params, "macs": params * 50, "fc_free": not fc_layers,
         "fc_layers": fc_layers, "epochs_trained": EPOCHS, "wall_time_s": 600.0 + seed,
-        "first_epoch_at_target": rv.first_epoch_at(test, 0.994),
+        "first_epoch_at_target": first_epoch_at(test, 0.994),
         "epochs": [{"epoch": e, "val_acc": None, "test_acc": a} for e, a in enumerate(test, 1)],
         "config": {"seed": seed, "model": {"name": name},
                    "constraints": {"max_params": 20000, "max_epochs": 20, "target_acc": 0.994}}}))
@@ -112,3 +112,11 @@ def test_no_runs_is_one_line_error(tmp_path: Path) -> None:
     result = run_entry("results.py", ["--confirm-dir", str(tmp_path), "--out", str(tmp_path / "R.md")], cwd=tmp_path)
     assert result.returncode == 2 and result.stderr.count("\n") == 1
     assert "no */seed_*/metrics.json there" in result.stderr and not (tmp_path / "R.md").exists()
+
+
+def test_sweep_cost_counts_duplicates_in_their_own_column(tmp_path: Path) -> None:
+    url = make_study(tmp_path / "optuna.db", "new", NEW_TRIALS)
+    header, _, row = rs.sweep_cost(url, ["new"])[4].splitlines()
+    assert header.startswith("| study | trials | complete | pruned | running | rejected | duplicate | failed |")
+    assert row.startswith("| new | 6 | 2 | 1 | 0 | 1 | 1 | 1 | 24 | 60 | 60.0% |")
+

@@ -6,6 +6,7 @@ import hashlib
 import io
 import json
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -17,7 +18,14 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, SMALL, compose, free_port, run_entry, sigint_as_at_a_terminal
-from sweep import review as rv
+from sweep import review as review_cli
+from sweep.errors import ConfigError
+from sweep.experiment import pick, save_experiment
+from sweep.plots import PLOTS, plot_importances
+from sweep.ranking import Review, review_study
+from sweep.rows import first_epoch_at, state_label, trial_state
+from sweep.studyread import load_study, open_readonly, schema_upgrade_hint
+from sweep.tables import render, run_command, summary_lines, table_rows, to_markdown
 
 MAX_EPOCHS = 10
 FIXED = {"train.epochs": str(MAX_EPOCHS), "constraints.max_params": "20000", "model": "fcfree"}
@@ -36,13 +44,13 @@ def trial(state: str, value=None, values=None, c1: int = 8, lr: float = 0.05,
           steps: dict | None = None, **attrs):
     """A finished trial with the records a job writes (see sweep/train.py)."""
     import optuna
-    from optuna.distributions import IntUniformDistribution, LogUniformDistribution
+    from optuna.distributions import FloatDistribution, IntDistribution
 
     return optuna.trial.create_trial(
         state=getattr(optuna.trial.TrialState, state), value=value, values=values,
         params={"model.widths.c1": c1, "optim.lr": lr},
-        distributions={"model.widths.c1": IntUniformDistribution(4, 16, 2),
-                       "optim.lr": LogUniformDistribution(0.01, 0.3)},
+        distributions={"model.widths.c1": IntDistribution(4, 16, step=2),
+                       "optim.lr": FloatDistribution(0.01, 0.3, log=True)},
         user_attrs={**FIXED, **attrs}, intermediate_values=steps or {})
 
 
@@ -50,7 +58,7 @@ def done(final_test: float, val: float, params: int, **attrs) -> dict:
     test = curve(final_test)
     return dict(status="complete", n_params=params, macs=params * 40, fc_free=True, epochs_trained=MAX_EPOCHS,
                 test_acc_per_epoch=test, val_acc_per_epoch=curve(val), wall_time_s=100.0,
-                first_epoch_at_target=rv.first_epoch_at(test, 0.994), overrides=["model=fcfree"], **attrs)
+                first_epoch_at_target=first_epoch_at(test, 0.994), overrides=["model=fcfree"], **attrs)
 
 
 # number: (state, value, c1, lr, intermediate values, user attrs)
@@ -108,40 +116,40 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def review(lab: Path) -> rv.Review:
+def review(lab: Path) -> Review:
     url = f"sqlite:///{lab / 'outputs' / 'optuna.db'}"
-    study = rv.load_study(rv.open_readonly(url), "demo", url)
-    return rv.review_study(study, url, lab / "outputs" / "confirm" / "baseline" / "seed_1" / "metrics.json")
+    study = load_study(open_readonly(url), "demo", url)
+    return review_study(study, url, lab / "outputs" / "confirm" / "baseline" / "seed_1" / "metrics.json")
 
 
-def test_ranking_and_state_labels(review: rv.Review) -> None:
+def test_ranking_and_state_labels(review: Review) -> None:
     assert [(r.number, r.label) for r in review.rows] == RANKED
     assert [r.rank for r in review.rows] == list(range(1, len(TRIALS) + 1))
 
 
-def test_summary_counts_and_savings(review: rv.Review) -> None:
+def test_summary_counts_and_savings(review: Review) -> None:
     s = review.summary
-    assert s.counts == {"complete": 3, "pruned": 2, "running": 0, "rejected": 1, "failed": 2}
+    assert s.counts == {"complete": 3, "pruned": 2, "running": 0, "rejected": 1, "duplicate": 0, "failed": 2}
     # 10+4+10+0+2+0+10+2: the diverged trial counts its reported epochs, rejected ones none
     assert (s.epochs_trained, s.epochs_budget, s.max_epochs) == (38, 8 * MAX_EPOCHS, MAX_EPOCHS)
     assert s.saving == pytest.approx(1 - 38 / 80)
     assert s.rejected_fraction == pytest.approx(1 / 8)
-    assert "epochs trained: 38 of 8 x 10 = 80: 52.5% saved" in "\n".join(rv.summary_lines(review))
+    assert "epochs trained: 38 of 8 x 10 = 80: 52.5% saved" in "\n".join(summary_lines(review))
 
 
-def test_pareto_front_and_winner(review: rv.Review) -> None:
+def test_pareto_front_and_winner(review: Review) -> None:
     assert [r.number for r in review.front] == [6, 2]  # #0 has more params and less accuracy than #6
     assert review.winner.number == 2  # not #1, pruned with a higher value
-    command = rv.run_command(review.winner.overrides)
+    command = run_command(review.winner.overrides)
     assert "'data.root=/tmp/my data'" in command
     assert shlex.split(command)[2:] == WINNER_OVERRIDES
 
 
-def test_baseline_row(review: rv.Review) -> None:
+def test_baseline_row(review: Review) -> None:
     b = review.baseline
     assert (b.label, b.params, b.test_acc, b.best_val, b.epochs_trained) == (
         "baseline (documented Net)", 19642, 0.9935, None, 20)
-    headers, cells = rv.table_rows(review, top=3)
+    headers, cells = table_rows(review, top=3)
     assert cells[0][:3] == ["ref", "-", "baseline (documented Net)"] and len(cells) == 4
     assert "test acc (final epoch)" in headers and "first epoch >=99.4% test" in headers
 
@@ -150,8 +158,8 @@ def test_multi_objective_ranks_pareto_layers(tmp_path: Path) -> None:
     trials = [("COMPLETE", values, 8, 0.05, None, {"status": "complete", "n_params": int(values[1])})
               for values in [(0.995, 15000.0), (0.990, 5000.0), (0.989, 6000.0), (0.993, 16000.0)]]
     url = make_study(tmp_path / "mo.db", "mo", trials, directions=("maximize", "minimize"))
-    study = rv.load_study(rv.open_readonly(url), "mo", url)
-    review = rv.review_study(study, url, None)
+    study = load_study(open_readonly(url), "mo", url)
+    review = review_study(study, url, None)
     assert [r.number for r in review.rows] == [0, 1, 3, 2]  # front {0, 1} by accuracy, then {3, 2}
 
 
@@ -161,8 +169,8 @@ def test_multi_objective_ranks_pareto_layers(tmp_path: Path) -> None:
     ("md", lambda out: "| ref | - | baseline (documented Net) |" in out and "| 1 | #2 | complete |" in out),
     ("table", lambda out: "winner: trial #2" in out and "failed (stale/killed)" in out),
 ])
-def test_formats(review: rv.Review, tmp_path: Path, fmt: str, check) -> None:
-    assert check(rv.render(review, fmt, 10, {}, tmp_path))
+def test_formats(review: Review, tmp_path: Path, fmt: str, check) -> None:
+    assert check(render(review, fmt, 10, {}, tmp_path))
 
 
 def test_report_folder_and_readonly_storage(lab: Path, monkeypatch: pytest.MonkeyPatch,
@@ -170,13 +178,13 @@ def test_report_folder_and_readonly_storage(lab: Path, monkeypatch: pytest.Monke
     db = lab / "outputs" / "optuna.db"
     before = hashlib.md5(db.read_bytes()).hexdigest()
     monkeypatch.chdir(lab)
-    rv.main(["--study", "demo", "--format", "json"])  # defaults: storage and baseline found from the cwd
+    review_cli.main(["--study", "demo", "--format", "json"])  # defaults: storage and baseline found from the cwd
     out = json.loads(capsys.readouterr().out)
     report = lab / "outputs" / "review" / "demo"
-    assert out["baseline"]["path"].endswith("seed_1/metrics.json") and out["plots"] == dict.fromkeys(rv.PLOTS)
-    for name in ["leaderboard.csv", "report.md", *rv.PLOTS]:
+    assert out["baseline"]["path"].endswith("seed_1/metrics.json") and out["plots"] == dict.fromkeys(PLOTS)
+    for name in ["leaderboard.csv", "report.md", *PLOTS]:
         assert (report / name).stat().st_size > 0, name
-    for name in rv.PLOTS:
+    for name in PLOTS:
         assert (report / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert f"![{name}]({name})" in (report / name).with_name("report.md").read_text()
     assert hashlib.md5(db.read_bytes()).hexdigest() == before
@@ -185,10 +193,10 @@ def test_report_folder_and_readonly_storage(lab: Path, monkeypatch: pytest.Monke
 
 def test_importances_skipped_without_two_complete_trials(tmp_path: Path) -> None:
     url = make_study(tmp_path / "one.db", "one", [TRIALS[2], TRIALS[3]])
-    review = rv.review_study(rv.load_study(rv.open_readonly(url), "one", url), url, None)
-    note = rv.plot_importances(review, tmp_path / "importances.png")
+    review = review_study(load_study(open_readonly(url), "one", url), url, None)
+    note = plot_importances(review, tmp_path / "importances.png")
     assert note.startswith("needs 2 or more complete trials") and not (tmp_path / "importances.png").exists()
-    assert "- `importances.png` skipped: needs 2" in rv.to_markdown(review, 10, {"importances.png": note})
+    assert "- `importances.png` skipped: needs 2" in to_markdown(review, 10, {"importances.png": note})
 
 
 @pytest.mark.parametrize("args, message", [
@@ -205,13 +213,13 @@ def test_cli_errors_are_one_line(lab: Path, args: list[str], message: str) -> No
 
 
 @pytest.fixture
-def saved(review: rv.Review, tmp_path: Path) -> list[str]:
+def saved(review: Review, tmp_path: Path) -> list[str]:
     """The winner saved as experiment 'best_demo' in tmp_path/experiment; returns the overrides that find it."""
-    rv.save_experiment(review.winner, "best_demo", review, tmp_path / "experiment")
+    save_experiment(review.winner, "best_demo", review, tmp_path / "experiment")
     return ["+experiment=best_demo", f"hydra.searchpath=[file://{tmp_path}]"]
 
 
-def test_saved_experiment_composes(review: rv.Review, saved: list[str], tmp_path: Path) -> None:
+def test_saved_experiment_composes(review: Review, saved: list[str], tmp_path: Path) -> None:
     text = (tmp_path / "experiment" / "best_demo.yaml").read_text()
     assert text.startswith("# @package _global_") and "python sweep/run.py -m +experiment=best_demo seed=1,2,3" in text
     assert "override /sweep: none" in text and "seed_${seed}" in text
@@ -219,10 +227,10 @@ def test_saved_experiment_composes(review: rv.Review, saved: list[str], tmp_path
     assert (cfg.model.name, cfg.model.widths.c1, cfg.optim.lr, cfg.sched.name, cfg.data.val_size) == (
         "best_demo", 8, 0.05, "onecycle", 0)
     assert (cfg.data.root, cfg.data.train_subset, cfg.trial, cfg.constraints.allow_fc) == ("data", 0, None, False)
-    with pytest.raises(rv.ConfigError, match="exists"):
-        rv.save_experiment(review.winner, "best_demo", review, tmp_path / "experiment")
-    with pytest.raises(rv.ConfigError, match="pruned at epoch 4; only a complete trial"):
-        rv.pick(review, 1)
+    with pytest.raises(ConfigError, match="exists"):
+        save_experiment(review.winner, "best_demo", review, tmp_path / "experiment")
+    with pytest.raises(ConfigError, match="pruned at epoch 4; only a complete trial"):
+        pick(review, 1)
 
 
 @pytest.mark.slow
@@ -262,6 +270,121 @@ def test_dashboard_serves_the_study(lab: Path) -> None:
     assert f"http://127.0.0.1:{port}/dashboard/studies/{study_id}" in proc.stdout.read()
 
 
-def test_rejected_trials_of_older_studies_are_still_rejected():
-    # Studies written before rejections were told PRUNED hold them as FAIL (results/optuna.db does).
-    assert rv.trial_state(trial("FAIL", status="rejected", reason="model has 21,000 params")) == "rejected"
+WORKER_LOST = "worker lost: no heartbeat for over 60 s (killed, or its machine went away)"
+
+
+@pytest.mark.parametrize("state, attrs, expected, label", [
+    # Optuna 2.10 studies (results/optuna.db): pruned trials COMPLETE, rejections FAIL, later PRUNED
+    ("COMPLETE", {"status": "pruned", "pruned_at_epoch": 4}, "pruned", "pruned at epoch 4"),
+    ("FAIL", {"status": "rejected", "reason": "over budget"}, "rejected", "rejected: over budget"),
+    ("PRUNED", {"status": "rejected", "reason": "over budget"}, "rejected", "rejected: over budget"),
+    # the Optuna 5 sweeper
+    ("PRUNED", {"status": "pruned", "pruned_at_epoch": 3}, "pruned", "pruned at epoch 3"),
+    ("FAIL", {"status": "failed", "reason": "non-finite loss"}, "failed", "failed: non-finite loss"),
+    ("FAIL", {"status": "duplicate", "reason": "same configuration as #2"}, "duplicate",
+     "duplicate: same configuration as #2"),
+    ("FAIL", {"status": "running", "reason": WORKER_LOST}, "failed", f"failed: {WORKER_LOST}"),
+    # no record, or a record Optuna has not caught up with: Optuna's state decides
+    ("FAIL", {}, "failed", "failed (stale/killed)"),
+    ("RUNNING", {"status": "complete"}, "running", "running"),
+    ("PRUNED", {}, "pruned", "pruned at epoch ?"),
+    ("COMPLETE", {"status": "complete"}, "complete", "complete"),
+])
+def test_trial_state_reads_the_status_record_first(state: str, attrs: dict, expected: str, label: str) -> None:
+    t = trial(state, value=0.99 if state == "COMPLETE" else None, **attrs)
+    assert (trial_state(t), state_label(t)) == (expected, label)
+
+
+# As the Optuna 5 sweeper tells them: pruned and rejected trials PRUNED, failed and duplicate ones FAIL.
+NEW_TRIALS = [
+    ("COMPLETE", 0.9950, 8, 0.05, None, done(0.9945, 0.9952, 18000)),
+    ("PRUNED", 0.9970, 10, 0.2, {1: 0.99, 3: 0.9970},  # a higher value than any complete trial: never the winner
+     dict(status="pruned", pruned_at_epoch=3, n_params=12000, epochs_trained=3, test_acc_per_epoch=curve(0.996, 3))),
+    ("PRUNED", None, 14, 0.1, None, dict(status="rejected", reason="model has 21,000 params", n_params=21000)),
+    ("FAIL", None, 8, 0.05, None, dict(status="duplicate", reason="same configuration as #0")),
+    ("FAIL", None, 4, 0.3, {1: 0.5}, dict(status="failed", reason="non-finite loss at epoch 2", epochs_trained=1)),
+    ("COMPLETE", 0.9940, 12, 0.03, None, done(0.9941, 0.9942, 9000)),
+]
+
+
+def test_new_states_rank_and_count(tmp_path: Path) -> None:
+    url = make_study(tmp_path / "new.db", "new", NEW_TRIALS)
+    review = review_study(load_study(open_readonly(url), "new", url), url, None)
+    assert [(r.number, r.label) for r in review.rows] == [
+        (0, "complete"), (5, "complete"), (1, "pruned at epoch 3"), (2, "rejected: model has 21,000 params"),
+        (3, "duplicate: same configuration as #0"), (4, "failed: non-finite loss at epoch 2")]
+    assert review.winner.number == 0 and review.rows[2].objective == [0.9970]
+    s = review.summary
+    assert s.counts == {"complete": 2, "pruned": 1, "running": 0, "rejected": 1, "duplicate": 1, "failed": 1}
+    assert (s.epochs_trained, s.epochs_budget) == (10 + 3 + 0 + 0 + 1 + 10, 6 * MAX_EPOCHS)
+    text = render(review, "table", 10, {}, tmp_path)
+    assert "6 trials: 2 complete, 1 pruned, 1 rejected, 1 duplicate, 1 failed" in text
+    assert "saved by pruning, rejection and skipped duplicates" in text and "duplicates, never trained: 1" in text
+    assert review_cli.write_report(review, tmp_path / "report", 10) == dict.fromkeys(PLOTS)
+
+
+# Trials #0, #1, #4, #19 and #35 of study mnist_6k in results/optuna.db, as optuna 2.10.1 wrote them: the file
+# copied and the other trials and study deleted with SQL, its schema untouched (alembic revision v2.6.0.a).
+OLD_DB = Path(__file__).parent / "data" / "optuna-2.10.db"
+OLD_STATES = [(1, "complete"), (35, "pruned"), (0, "rejected"), (19, "rejected"), (4, "failed")]
+
+
+@pytest.fixture(scope="module")
+def old_db(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, subprocess.CompletedProcess]:
+    """A copy of the 2.10 fixture and the review's answer to it."""
+    path = tmp_path_factory.mktemp("old") / "optuna 2.10.db"  # a space: the command must quote the URL
+    shutil.copyfile(OLD_DB, path)
+    url = f"sqlite:///{path}"
+    return url, run_entry("review.py", ["--storage", url, "--study", "mnist_6k"], cwd=path.parent, timeout=60)
+
+
+def test_old_storage_names_the_upgrade_command(old_db: tuple[str, subprocess.CompletedProcess]) -> None:
+    url, result = old_db
+    assert result.returncode == 2 and result.stdout == "" and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert result.stderr.startswith(f"error: {url} was written by optuna 2.10.1;")
+    assert result.stderr.rstrip().endswith(f"optuna storage upgrade --storage {shlex.quote(url)}")
+
+
+def test_old_storage_in_dashboard_mode(old_db: tuple[str, subprocess.CompletedProcess]) -> None:
+    url, _ = old_db
+    result = run_entry("review.py", ["--storage", url, "--dashboard", "--port", str(free_port())],
+                       cwd=Path(url[len("sqlite:///"):]).parent, timeout=60)
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert f"optuna storage upgrade --storage {shlex.quote(url)}" in result.stderr
+
+
+@pytest.fixture(scope="module")
+def upgraded(old_db: tuple[str, subprocess.CompletedProcess]) -> str:
+    """The copy, upgraded by the very command the review named (with the venv's optuna)."""
+    url, result = old_db
+    command = shlex.split(result.stderr.rsplit(": ", 1)[1])
+    assert command[:3] == ["optuna", "storage", "upgrade"]
+    done = subprocess.run([str(Path(sys.executable).with_name("optuna")), *command[1:]], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return url
+
+
+def test_upgraded_old_study_reviews_quietly(upgraded: str) -> None:
+    cwd = Path(upgraded[len("sqlite:///"):]).parent
+    result = run_entry("review.py", ["--storage", upgraded, "--study", "mnist_6k", "--format", "json"], cwd=cwd,
+                       timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "FutureWarning" not in result.stderr and "Warning" not in result.stderr
+    out = json.loads(result.stdout)
+    assert [(r["trial"], r["state"]) for r in out["leaderboard"]] == OLD_STATES
+    assert out["winner"]["trial"] == 1  # not #35, pruned with a higher value (0.9864 against 0.9842)
+    assert out["leaderboard"][1]["label"] == "pruned at epoch 11"
+    assert out["summary"]["counts"] == {"complete": 1, "pruned": 1, "running": 0, "rejected": 2, "duplicate": 0,
+                                        "failed": 1}
+
+
+@pytest.mark.parametrize("exc", [
+    RuntimeError("The runtime optuna version 5.0.0 is no longer compatible with the table schema (set up by optuna "
+                 "9.0.0). Please try updating optuna to the latest version by `$ pip install -U optuna`."),
+    ValueError("Please execute `$ optuna storage upgrade --storage $STORAGE_URL` for upgrading the storage."),
+    RuntimeError("database is locked"),
+])
+def test_upgrade_hint_only_for_an_older_schema(exc: BaseException) -> None:
+    assert schema_upgrade_hint("sqlite:///x.db", exc) is None

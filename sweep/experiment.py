@@ -1,0 +1,79 @@
+"""The winner (or a chosen complete trial) written as conf/experiment/NAME.yaml, ready for seed confirmation."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Optional
+
+from sweep.defaults import CONF
+from sweep.errors import ConfigError
+from sweep.ranking import Review
+from sweep.rows import Row
+from sweep.tables import trial_text
+
+RUNTIME_KEYS = {  # where and how a trial ran, not what it trained: a confirmation run uses its own
+    "trial", "objectives", "data.root", "data.train_subset", "data.test_subset", "data.val_size",
+    "train.progress", "train.threads", "train.device", "train.checkpoint"}
+
+
+def pick(review: Review, number: Optional[int]) -> Row:
+    """The trial to save: the winner, or trial `number`, which must be complete (never a pruned one)."""
+    if number is None:
+        if review.winner is None:
+            raise ConfigError(f"study {review.study!r} has no complete trial yet: nothing to save")
+        return review.winner
+    row = next((r for r in review.rows if r.number == number), None)
+    if row is None or row.state != "complete":
+        raise ConfigError(f"--trial={number}: {'no such trial' if row is None else row.label}; "
+                          "only a complete trial can be saved")
+    return row
+
+
+def experiment_yaml(row: Row, name: str, review: Review) -> str:
+    """conf/experiment/<name>.yaml: the trial's overrides as a config for seed confirmation."""
+    import yaml
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    if not row.overrides:
+        raise ConfigError(f"trial {row.number} has no 'overrides' record; it was run before they were recorded")
+    defaults, values = [], {}
+    for o in OverridesParser.create().parse_overrides(row.overrides):
+        key = o.key_or_group
+        if key == "experiment":
+            raise ConfigError(f"trial {row.number} ran with +experiment={o.value()}; an experiment cannot include "
+                              "another: write conf/experiment/NAME.yaml by hand from its overrides")
+        if o.is_delete() or key in RUNTIME_KEYS or key == "sweep":
+            continue
+        if (CONF / key).is_dir():
+            defaults.append({f"override /{key}": o.value()})
+            continue
+        node = values
+        *parents, leaf = key.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = o.value()
+    values.setdefault("model", {})["name"] = name
+    values.setdefault("data", {})["val_size"] = 0  # confirm on all 60k training images
+    values["hydra"] = {"sweep": {"dir": "outputs/confirm/${model.name}", "subdir": "seed_${seed}"}}
+    header = [
+        "# @package _global_",
+        f"# From study {review.study!r} ({review.storage}), {trial_text(row, review)}.",
+        f"# Written by `python sweep/review.py --study {review.study} --save-experiment {name}`; the search's",
+        "# validation split, data subsets and per-machine settings are dropped. Confirm over seeds:",
+        f"#   python sweep/run.py -m +experiment={name} seed=1,2,3",
+    ]
+    body = yaml.safe_dump({"defaults": defaults + [{"override /sweep": "none"}], **values},
+                          sort_keys=False, default_flow_style=False)
+    return "\n".join(header) + "\n" + body
+
+
+def save_experiment(row: Row, name: str, review: Review, directory: Path) -> Path:
+    if not re.fullmatch(r"[A-Za-z0-9_-]+", name):
+        raise ConfigError(f"--save-experiment={name!r}: use letters, digits, '_' and '-' only")
+    path = Path(directory) / f"{name}.yaml"
+    if path.exists():
+        raise ConfigError(f"--save-experiment={name!r}: {path} exists; choose another name or delete it")
+    text = experiment_yaml(row, name, review)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path

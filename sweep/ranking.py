@@ -1,0 +1,113 @@
+"""A study as a ranked review: rows in leaderboard order, counts per state, epochs saved, the winner."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+from sweep.defaults import assignment
+from sweep.rows import BASELINE_LABEL, STATES, Row, as_number, metrics_row, read_metrics, trial_row
+from sweep.study import pareto_front
+
+RANKED_BY_VALUE = ("complete", "pruned", "running")  # the states that have an objective to sort by
+
+
+@dataclass
+class Summary:
+    counts: dict[str, int]
+    n_trials: int
+    epochs_trained: int
+    epochs_budget: int  # every trial run to its train.epochs
+    max_epochs: Optional[int]  # the common train.epochs; None when trials differ
+    trial_time_s: float  # sum of start-to-finish times, startup included
+    span_s: Optional[float]  # first start to last finish
+
+    @property
+    def saving(self) -> float:
+        return 1 - self.epochs_trained / self.epochs_budget if self.epochs_budget else 0.0
+
+    @property
+    def rejected_fraction(self) -> float:
+        return self.counts["rejected"] / self.n_trials if self.n_trials else 0.0
+
+
+@dataclass
+class Review:
+    study: str
+    storage: str
+    directions: list[str]
+    objective_names: list[str]
+    rows: list[Row]  # ranked
+    summary: Summary
+    target: float
+    budget: int
+    baseline: Optional[Row] = None
+    baseline_path: Optional[Path] = None
+
+    @property
+    def winner(self) -> Optional[Row]:
+        """The best complete trial: a pruned one never wins, whatever its last value."""
+        return next((r for r in self.rows if r.state == "complete"), None)
+
+    @property
+    def front(self) -> list[Row]:
+        """Complete trials on the Pareto front of final test accuracy (max) and params (min)."""
+        done = [r for r in self.rows if r.state == "complete" and r.test_acc is not None and r.params]
+        return sorted(pareto_front(done, key=lambda r: (r.test_acc, -r.params)), key=lambda r: r.params)
+
+
+def rank(rows: list[Row], directions: Sequence[str]) -> list[Row]:
+    """Rows in STATES order: complete trials by value (Pareto layers first for several objectives), pruned and
+    running ones by their last value, then rejected, duplicate, failed; numbers break ties."""
+    signs = [1 if d == "maximize" else -1 for d in directions]
+    layer: dict[int, int] = {}
+    left = [r for r in rows if r.state == "complete" and r.objective]
+    depth = 0
+    while left and len(signs) > 1:  # non-dominated sorting: peel Pareto fronts
+        front = pareto_front(left, key=lambda r: [s * v for s, v in zip(signs, r.objective)])
+        layer.update({id(r): depth for r in front})
+        left, depth = [r for r in left if id(r) not in layer], depth + 1
+
+    def key(r: Row) -> tuple:
+        score = -signs[0] * r.objective[0] if r.objective else float("inf")
+        return STATES.index(r.state), layer.get(id(r), 0), score if r.state in RANKED_BY_VALUE else 0, r.number
+
+    ranked = sorted(rows, key=key)
+    for i, r in enumerate(ranked, 1):
+        r.rank = i
+    return ranked
+
+
+def summarize(rows: list[Row]) -> Summary:
+    """Counts per state, and epochs trained against every trial trained to its train.epochs (rejected and
+    duplicate trials count in the budget: without them those epochs would have been trained)."""
+    longest = max((r.epochs_trained for r in rows), default=0)
+    maxima = {r.max_epochs or longest for r in rows}
+    times = [(r.finished - r.started).total_seconds() for r in rows if r.started and r.finished]
+    starts = [r.started for r in rows if r.started]
+    ends = [r.finished for r in rows if r.finished]
+    return Summary(counts={s: sum(r.state == s for r in rows) for s in STATES}, n_trials=len(rows),
+                   epochs_trained=sum(r.epochs_trained for r in rows),
+                   epochs_budget=sum(r.max_epochs or longest for r in rows),
+                   max_epochs=maxima.pop() if len(maxima) == 1 else None, trial_time_s=sum(times),
+                   span_s=(max(ends) - min(starts)).total_seconds() if starts and ends else None)
+
+
+def _attr(trials: Sequence[Any], key: str) -> Optional[str]:
+    return next((t.user_attrs[key] for t in trials if key in t.user_attrs), None)
+
+
+def review_study(study: Any, storage_url: str, baseline: Optional[Path]) -> Review:
+    """The ranked review of a loaded study, with the baseline's metrics.json as a reference row when given."""
+    trials = study.get_trials(deepcopy=False)
+    target, budget = assignment()
+    target = as_number(_attr(trials, "constraints.target_acc"), float) or target
+    budget = as_number(_attr(trials, "constraints.max_params"), int) or budget
+    directions = [d.name.lower() for d in study.directions]
+    names = (_attr(trials, "objectives") or "").strip("[]").replace(" ", "").split(",")  # e.g. "[val_acc,params]"
+    if len(names) != len(directions) or not all(names):
+        names = ["val_acc"] if len(directions) == 1 else [f"objective {i}" for i in range(len(directions))]
+    rows = rank([trial_row(t, target) for t in trials], directions)
+    ref = metrics_row(read_metrics(baseline), BASELINE_LABEL) if baseline else None
+    return Review(study.study_name, storage_url, directions, names, rows, summarize(rows), target, budget,
+                  ref, baseline)
