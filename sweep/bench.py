@@ -161,16 +161,6 @@ def bare_loop(cfg: DictConfig, images: int) -> Loop:
     return run
 
 
-def cpu_ghz() -> float | None:
-    """The clock /proc/cpuinfo reports (nominal under a hypervisor: boost is not visible), if any."""
-    try:
-        mhz = next(line.split(":", 1)[1] for line in Path("/proc/cpuinfo").read_text().splitlines()
-                   if line.startswith("cpu MHz"))
-    except (OSError, StopIteration):
-        return None
-    return float(mhz) / 1000
-
-
 TUTORIAL = "(a) tutorial, DataLoader num_workers={}"
 TRAINER = "(b) train(), this project"
 BARE = "(c) bare in-memory loop, no augmentation"
@@ -212,7 +202,7 @@ def measure(cfg: DictConfig, images: int, repeats: int, workers: list[int]) -> t
 def print_table(cfg: DictConfig, macs: int, params: int, rates: Rates, startup: list[float],
                 images: int, load_start: float) -> None:
     """The README table: conditions, img/s per loop, ratios, FLOP utilisation and per-trial overhead."""
-    from sweep.train import machine_info
+    from sweep.machine import cpu_ghz, machine_info
 
     machine, ghz = machine_info("cpu"), cpu_ghz()
     cores, threads = machine["cores"] or 1, machine["torch_threads"]
@@ -304,7 +294,7 @@ def time_sweep(overrides: list[str], trials: int) -> float:
 
 def bench_launchers(args: argparse.Namespace) -> None:
     """Trials per hour of one shrunk sweep under each launcher set-up, interleaved over repeats."""
-    from sweep.train import machine_info
+    from sweep.machine import machine_info
 
     cores = os.cpu_count() or 1
     setups = {name.format(cores=cores): [o.format(cores=cores) for o in extra] for name, extra in LAUNCHERS.items()}

@@ -12,7 +12,6 @@ import argparse
 import os
 import platform
 import statistics
-import subprocess
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Optional, Sequence
 
 from sweep.defaults import ROOT, sweep_defaults
 from sweep.errors import ConfigError
+from sweep.machine import cpu_name
 from sweep.plots import BASELINE_STYLE, accuracy_axis, params_axis, pyplot, reference_lines, save_figure
 from sweep.ranking import review_study
 from sweep.rows import BASELINE_LABEL, STATES, read_metrics
@@ -168,14 +168,7 @@ def find_experiments(confirm_dir: Path) -> list[Experiment]:
 
 def machine() -> str:
     """CPU model and core count of this machine, for the line that says where wall times were measured."""
-    model = platform.processor()
-    try:
-        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=5).stdout
-        model = next((line.split(":", 1)[1].strip() for line in lscpu.splitlines()
-                      if line.startswith("Model name:")), model)
-    except (OSError, subprocess.SubprocessError):
-        pass
-    return f"{model or platform.machine()}, {os.cpu_count()} cores, {platform.system()}"
+    return f"{cpu_name() or platform.machine()}, {os.cpu_count()} cores, {platform.system()}"
 
 
 def summary_table(experiments: Sequence[Experiment]) -> str:

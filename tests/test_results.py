@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import os
+import platform
 import statistics
 from pathlib import Path
 
@@ -120,3 +122,11 @@ def test_sweep_cost_counts_duplicates_in_their_own_column(tmp_path: Path) -> Non
     assert header.startswith("| study | trials | complete | pruned | running | rejected | duplicate | failed |")
     assert row.startswith("| new | 6 | 2 | 1 | 0 | 1 | 1 | 1 | 24 | 60 | 60.0% |")
 
+
+def test_machine_line_names_the_cpu_as_cpuinfo_does() -> None:
+    cpuinfo = Path("/proc/cpuinfo")
+    lines = cpuinfo.read_text().splitlines() if cpuinfo.is_file() else []
+    model = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), None)
+    if not model:
+        pytest.skip("no model name in /proc/cpuinfo here")
+    assert rs.machine() == f"{model}, {os.cpu_count()} cores, {platform.system()}"
