@@ -133,13 +133,15 @@ CHOICES = {
 def register_configs() -> None:
     """Register the schemas so that conf/config.yaml's `defaults` can start from them, and the sweeper.
 
-    The sweeper is imported here, not left to Hydra's plugin scan: the scan walks the hydra_plugins
-    namespace on sys.path and cannot see an editable (pip install -e) install of this project."""
+    The sweeper is registered here, not left to Hydra's plugin scan, which cannot see an editable
+    (pip install -e) install of this project."""
     from hydra.core.config_store import ConfigStore
+
+    from hydra_plugins.archsearch_sweeper.archsearch_sweeper import register
 
     ConfigStore.instance().store(name="schema", node=Config)
     OmegaConf.register_new_resolver("archsearch.on_cuda", _on_cuda, replace=True)
-    import hydra_plugins.archsearch_sweeper.archsearch_sweeper  # noqa: F401  (registers hydra/sweeper=archsearch)
+    register()
 
 
 def _on_cuda(cuda_value: Any, cpu_value: Any) -> Any:

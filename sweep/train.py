@@ -20,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from sweep.config import validate
 from sweep.errors import BudgetError, ConfigError, DivergedError
+from sweep.machine import machine_info
 from sweep.model import ModelReport, build_model, check_constraints
 
 log = logging.getLogger(__name__)
@@ -217,7 +218,7 @@ def _from_hydra(cfg: DictConfig) -> tuple[Optional[Path], Any]:
     from sweep.study import TrialLink
 
     link = TrialLink(hc.sweeper.storage, hc.sweeper.study_name, cfg.trial, hc.sweeper.pruner)
-    link.record(run_dir=str(out_dir), overrides=[o for o in hc.overrides.task if not o.startswith("trial=")])
+    link.record(run_dir=str(out_dir))  # its overrides were recorded by the sweeper when it asked the trial
     return out_dir, link
 
 
@@ -371,23 +372,6 @@ def _progress(cfg: DictConfig, steps: int) -> Any:
     from tqdm import tqdm
 
     return tqdm(total=steps * cfg.train.epochs, unit="batch", leave=False, dynamic_ncols=True)
-
-
-def machine_info(device: str) -> dict[str, Any]:
-    """Where the run ran, so that wall times can be read against the hardware."""
-    import platform
-
-    import torch
-
-    cpu = platform.processor()
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                   if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    gpu = torch.cuda.get_device_name() if device == "cuda" else None
-    return {"node": platform.node(), "cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "device": device, "gpu": gpu, "torch": torch.__version__}
 
 
 def _write(cfg: DictConfig, result: RunResult, out_dir: Optional[Path], model: Any, wall: Optional[float],

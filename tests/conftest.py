@@ -28,17 +28,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def compose(overrides: list[str] = (), config_name: str = "config"):
-    """The composed job config, exactly as `python sweep/run.py <overrides>` would see it."""
+def compose(overrides: list[str] = (), config_name: str = "config", hydra_config: bool = False):
+    """The composed job config, exactly as `python sweep/run.py <overrides>` would see it (with its
+    hydra node when asked: the sweeper's settings)."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
-    import hydra_plugins.archsearch_sweeper.archsearch_sweeper  # noqa: F401 - registers hydra/sweeper=archsearch
     from sweep.config import register_configs
 
     register_configs()
     with initialize_config_dir(str(CONF), version_base="1.3"):
-        return hydra_compose(config_name, overrides=list(overrides))
+        return hydra_compose(config_name, overrides=list(overrides), return_hydra_config=hydra_config)
 
 
 def sigint_as_at_a_terminal() -> None:

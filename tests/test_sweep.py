@@ -1,12 +1,17 @@
-"""The Optuna sweep through the real plugin, shrunk: trials, resume, rejection, pruning."""
+"""The Optuna sweep through the real sweeper, shrunk: trials, resume without duplicates, rejection,
+pruning, budgets, progress, samplers."""
+import re
+import time
+
 import optuna
 import pytest
 from omegaconf import OmegaConf
 
-from conftest import SMALL, run_entry
+from conftest import TINY, run_entry
 
 STUDY = "t"
-SWEEP = ["-m", "hydra.sweeper.n_trials=3", "data.val_size=500", f"hydra.sweeper.study_name={STUDY}", *SMALL]
+SWEEP = ["-m", "hydra.sweeper.n_trials=2", f"hydra.sweeper.study_name={STUDY}", *TINY]
+COMPLETE, PRUNED, FAIL = optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL
 
 
 def load(tmp_path, name=STUDY):
@@ -16,60 +21,133 @@ def load(tmp_path, name=STUDY):
 def sweep(tmp_path, *extra):
     proc = run_entry("run.py", [*SWEEP, *extra], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Warning" not in proc.stderr, proc.stderr[-3000:]  # no FutureWarning, ExperimentalWarning, ...
     return proc
 
 
-def test_three_trials_then_resume_to_six(tmp_path, mnist):
-    sweep(tmp_path)
+def test_two_trials_twice_gives_four_distinct_configurations(tmp_path, mnist):
+    first = sweep(tmp_path)
     study = load(tmp_path)
-    assert len(study.trials) == 3 and study.direction == optuna.study.StudyDirection.MAXIMIZE
+    assert len(study.trials) == 2 and study.direction == optuna.study.StudyDirection.MAXIMIZE
     t = study.trials[0]
-    assert t.state == optuna.trial.TrialState.COMPLETE and t.user_attrs["status"] == "complete"
+    assert t.state == COMPLETE and t.user_attrs["status"] == "complete" and t.user_attrs["reason"] is None
     assert {"n_params", "macs", "fc_free", "val_acc_per_epoch", "test_acc_per_epoch", "first_epoch_at_target",
             "wall_time_s", "overrides", "run_dir"} <= set(t.user_attrs)
     assert t.user_attrs["fc_free"] is True and t.intermediate_values  # per-epoch objective reported
-    assert "model=fcfree" in t.user_attrs["overrides"] and not any(o.startswith("trial=") for o in t.user_attrs["overrides"])
-    first_dirs = sorted((tmp_path / "outputs" / "sweeps" / STUDY).iterdir())
+    assert "model=fcfree" in t.user_attrs["overrides"] and not any(o.startswith("trial") for o in t.user_attrs["overrides"])
+    assert "Sweep stopped: n_trials reached (2/2)" in first.stdout
+    assert "python sweep/confirm.py --study t" in first.stdout
 
-    sweep(tmp_path)  # the same command continues the study
+    second = sweep(tmp_path)  # the same command continues the study: new seed, new configurations
+    assert "the study holds 2 trials: sampler seed 1236 for this run" in second.stdout
     study = load(tmp_path)
-    assert [t.number for t in study.trials] == list(range(6))
+    assert [t.number for t in study.trials] == list(range(4))
+    assert len({tuple(t.params.items()) for t in study.trials}) == 4
     sweep_dirs = sorted((tmp_path / "outputs" / "sweeps" / STUDY).iterdir())
-    assert len(sweep_dirs) == 2 and sweep_dirs[0] == first_dirs[0]  # earlier job directories kept
+    assert len(sweep_dirs) == 2
     results = OmegaConf.load(sweep_dirs[1] / "optimization_results.yaml")
-    assert results.best_value == max(t.value for t in study.trials if t.user_attrs["status"] == "complete")
+    assert results.best_value == max(t.value for t in study.trials if t.state == COMPLETE)
+    assert (sweep_dirs[1] / "sweep.log").read_text().count("trial ") >= 2
 
 
-def test_over_budget_candidate_is_rejected_without_training(tmp_path, mnist):
-    # With a 3k budget the first two candidates this sampler seed draws (12.3k, 8.7k params) are over it;
-    # the smallest corner of the space (2.9k) fits, so the pre-flight lets the sweep start.
-    sweep(tmp_path, "constraints.max_params=3000", "hydra.sweeper.n_trials=2")
-    study = load(tmp_path)
-    assert len(study.trials) == 2
-    for t in study.trials:
+def test_a_configuration_the_study_holds_is_never_trained_again(tmp_path, mnist):
+    # A space of two configurations and a fixed seed: the third ask can only repeat one of them.
+    space = ["optim.lr=choice(0.05,0.1)", "hydra.sweeper.n_trials=3", "hydra/sweeper/sampler=random"]
+    done = sweep(tmp_path, "hydra.sweeper.params={}", "model=fcfree", "data.val_size=200", *space)
+    trials = load(tmp_path).trials
+    trained = [t for t in trials if t.user_attrs["status"] != "duplicate"]
+    assert sorted(t.params["optim.lr"] for t in trained) == [0.05, 0.1]
+    duplicates = [t for t in trials if t.user_attrs["status"] == "duplicate"]
+    assert duplicates and all(t.state == FAIL and "epochs_trained" not in t.user_attrs for t in duplicates)
+    assert all(re.fullmatch(r"same configuration as #[01]", t.user_attrs["reason"]) for t in duplicates)
+    assert "every configuration tried was already in the study" in done.stdout
+
+
+def test_over_budget_candidate_is_rejected_as_pruned(tmp_path, mnist):
+    # A 1k budget: every sampled candidate is over it, but the smallest corner of the space fits, so
+    # the pre-flight lets the sweep start.
+    sweep(tmp_path, "constraints.max_params=1000", "model.arch.pre=1", "model.arch.post=2",
+          "model.widths.c1=range(2,16,2)", "model.widths.c3=range(2,18,2)", "model.widths.c4=range(2,18,2)",
+          "model.arch.transition=false", "hydra.sweeper.sampler.seed=7")
+    for t in load(tmp_path).trials:
         # PRUNED, not FAIL: TPE ignores failed trials and would propose the same widths again, while it
         # ranks pruned ones (these with no epoch reported) below every trained trial.
-        assert t.state == optuna.trial.TrialState.PRUNED and not t.intermediate_values
-        assert t.user_attrs["status"] == "rejected" and t.user_attrs["n_params"] >= 3000
-        assert "constraints.max_params=3000 requires fewer" in t.user_attrs["reason"]
+        assert t.state == PRUNED and not t.intermediate_values and t.value is None
+        assert t.user_attrs["status"] == "rejected" and t.user_attrs["n_params"] >= 1000
+        assert "constraints.max_params=1000 requires fewer" in t.user_attrs["reason"]
         assert "epochs_trained" not in t.user_attrs  # never trained
 
 
-def test_pruning_stops_a_trial_that_is_clearly_behind(tmp_path, mnist):
-    prune = ["hydra.sweeper.n_trials=1", "hydra.sweeper.pruner.n_startup_trials=1",
-             "hydra.sweeper.pruner.n_warmup_epochs=1", "train.epochs=3", "sched=none"]
+def test_pruned_trial_ends_pruned_with_its_last_value(tmp_path, mnist):
+    prune = ["hydra.sweeper.n_trials=1", "hydra.sweeper.pruner.n_startup_trials=1", "hydra.sweeper.warmup_epochs=1",
+             "train.epochs=3", "hydra.sweeper.params={}", "model=fcfree", "data.val_size=200"]
     sweep(tmp_path, *prune, "optim.lr=0.1")  # a good first trial sets the median
-    sweep(tmp_path, *prune, "optim.lr=0.00001")  # then one that barely learns
+    sweep(tmp_path, *prune, "optim.lr=0.00001", "sched=none")  # then one that barely learns
     good, bad = load(tmp_path).trials
-    assert good.user_attrs["status"] == "complete" and good.user_attrs["epochs_trained"] == 3
-    assert bad.user_attrs["status"] == "pruned"
+    assert good.state == COMPLETE and good.user_attrs["epochs_trained"] == 3
+    assert bad.state == PRUNED and bad.user_attrs["status"] == "pruned"
     assert bad.user_attrs["pruned_at_epoch"] == bad.user_attrs["epochs_trained"] == 1  # stopped at once
-    assert len(bad.intermediate_values) == 1
+    assert bad.value == bad.intermediate_values[1]  # Optuna keeps the last reported value
+    assert bad.user_attrs["reason"] == "pruned at epoch 1 by MedianPruner"
 
 
-@pytest.mark.parametrize("sweep_name,directions", [("small", ["maximize"]), ("pareto", ["maximize", "minimize"])])
+def test_epoch_budget_stops_the_sweep_and_a_resume_adds_trials(tmp_path, mnist):
+    budget = ["hydra.sweeper.n_trials=10", "hydra.sweeper.budget.epochs=3", "train.epochs=2",
+              "hydra/sweeper/pruner=none"]
+    done = sweep(tmp_path, *budget)
+    trials = load(tmp_path).trials
+    # 2 + 1: the second trial may use only what is left of the budget, and ends pruned saying so.
+    assert [t.state for t in trials] == [COMPLETE, PRUNED]
+    assert trials[1].user_attrs["reason"] == "pruned at epoch 1: the sweep's epoch budget ran out"
+    assert "Sweep stopped: epoch budget spent (3/3 trained epochs)" in done.stdout
+    best = trials[0]
+    assert re.search(rf"trial 2/10 #1 pruned value \S+ params \S+ \| best #0 {best.value:.4f} \| 3/3 epochs",
+                     done.stdout), done.stdout[-2000:]
+
+    sweep(tmp_path, *budget)  # a fresh budget for the same command
+    assert len(load(tmp_path).trials) == 4
+
+
+def test_time_budget_stops_on_time(tmp_path, mnist):
+    started = time.monotonic()
+    done = sweep(tmp_path, "hydra.sweeper.n_trials=50", "hydra.sweeper.budget.minutes=0.1", "train.epochs=30",
+                 "constraints.max_epochs=30")
+    assert time.monotonic() - started < 60  # 6 s of budget, plus start-up and one epoch past it
+    trials = load(tmp_path).trials
+    assert trials and trials[-1].state == PRUNED
+    assert trials[-1].user_attrs["reason"].endswith("the sweep's time budget ran out")
+    assert "Sweep stopped: time budget spent" in done.stdout
+
+
+@pytest.mark.parametrize("bad", ["hydra.sweeper.budget.epochs=0", "hydra.sweeper.budget.minutes=-1",
+                                 "hydra.sweeper.budget.epochs=1.5"])
+def test_bad_budget_is_one_line(tmp_path, bad):
+    done = run_entry("run.py", [*SWEEP, bad], cwd=tmp_path)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    key = bad.split("=")[0].removeprefix("hydra.sweeper.")
+    assert done.stderr.strip().count("\n") == 0 and key in done.stderr, done.stderr
+
+
+@pytest.mark.parametrize("sampler", ["gp", "random", "tpe"])
+def test_samplers_run(tmp_path, mnist, sampler):
+    sweep(tmp_path, f"hydra/sweeper/sampler={sampler}", "hydra.sweeper.n_trials=3", "train.epochs=1",
+          "data.train_subset=3000")
+    assert len(load(tmp_path).trials) == 3
+
+
+@pytest.mark.parametrize("pruner", ["median", "percentile", "halving", "hyperband", "patient", "none"])
+def test_pruners_build(pruner):
+    from conftest import compose
+    from sweep.study import make_pruner
+
+    cfg = compose([f"hydra/sweeper/pruner={pruner}"], hydra_config=True)
+    assert isinstance(make_pruner(cfg.hydra.sweeper.pruner), optuna.pruners.BasePruner)
+
+
+@pytest.mark.parametrize("sweep_name,directions", [("small", ["maximize"]), ("tiny", ["maximize"]),
+                                                   ("pareto", ["maximize", "minimize"])])
 def test_ready_sweeps_run(tmp_path, mnist, sweep_name, directions):
-    sweep(tmp_path, f"sweep={sweep_name}", "hydra.sweeper.n_trials=2")
-    study = optuna.load_study(study_name=STUDY, storage=f"sqlite:///{tmp_path}/outputs/optuna.db")
+    sweep(tmp_path, f"sweep={sweep_name}", f"hydra.sweeper.study_name={STUDY}", "data.val_size=200")
+    study = load(tmp_path)
     assert [d.name.lower() for d in study.directions] == directions
     assert len(study.trials) == 2

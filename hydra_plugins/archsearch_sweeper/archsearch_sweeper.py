@@ -97,13 +97,17 @@ class NSGAIIConf:
     population_size: int = 10
 
 
-# Hydra re-imports every plugin module on its first scan, which would put the plugin's sampler nodes
-# back over these; scanning first (Plugins.instance()) keeps these.
-Plugins.instance()
-_store = ConfigStore.instance()
-_store.store(group="hydra/sweeper", name="archsearch", node=ArchSearchSweeperConf, provider="archsearch")
-for _name, _node in {"tpe": TPEConf, "random": RandomConf, "gp": GPConf, "nsgaii": NSGAIIConf}.items():
-    _store.store(group="hydra/sweeper/sampler", name=_name, node=_node, provider="archsearch")
+def register() -> None:
+    """Make Hydra know this sweeper and its samplers (sweep.config.register_configs calls it).
+
+    Hydra finds plugins by scanning the hydra_plugins namespace on sys.path, which misses an editable
+    (pip install -e) install, so the class is registered by hand. The scan also re-imports every plugin
+    module, which would put the plugin's sampler nodes back over these: it runs first (Plugins.instance())."""
+    Plugins.instance().register(ArchSearchSweeper)
+    store = ConfigStore.instance()
+    store.store(group="hydra/sweeper", name="archsearch", node=ArchSearchSweeperConf, provider="archsearch")
+    for name, node in {"tpe": TPEConf, "random": RandomConf, "gp": GPConf, "nsgaii": NSGAIIConf}.items():
+        store.store(group="hydra/sweeper/sampler", name=name, node=node, provider="archsearch")
 
 
 def _candidates(searched: List[Override]) -> List[List[str]]:
@@ -504,8 +508,3 @@ class ArchSearchSweeper(Sweeper):
             raise ConfigError(f"hydra.sweep.dir={str(self.config.hydra.sweep.dir)!r}: cannot create "
                               f"{e.filename or path} ({e.strerror})") from None
         return made
-
-
-# Hydra finds plugins by scanning the hydra_plugins namespace on sys.path, which misses an editable
-# (pip install -e) install; registering the class here makes Hydra know it whenever it is imported.
-Plugins.instance().register(ArchSearchSweeper)
