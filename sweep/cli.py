@@ -1,6 +1,7 @@
 """Shared entry-point behaviour: user mistakes become one line on stderr and exit code 2."""
 from __future__ import annotations
 
+import os
 import sys
 import traceback
 from typing import Any, Callable, Optional
@@ -29,6 +30,10 @@ def report_errors(entry: Callable[[], Any]) -> Any:
 
     from sweep.errors import ArchSearchError
 
+    # Hydra's own handler prints a stack trace and exits 1 for any error raised under hydra.main unless
+    # HYDRA_FULL_ERROR is exactly "1"; only then does the error reach the handlers below. So it is set
+    # whatever the user exported (unset, 0, 1): user errors get one line, a real crash its full traceback.
+    os.environ["HYDRA_FULL_ERROR"] = "1"
     try:
         return entry()
     except ArchSearchError as e:

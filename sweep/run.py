@@ -2,8 +2,6 @@
 default); `python sweep/run.py -m [sweep=NAME] [overrides]` runs an Optuna sweep."""
 from __future__ import annotations
 
-import os
-
 import hydra
 from omegaconf import DictConfig
 
@@ -21,5 +19,4 @@ def main(cfg: DictConfig) -> object:
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("HYDRA_FULL_ERROR", "1")  # let errors reach report_errors, which prints one line
-    report_errors(main)
+    report_errors(main)  # sets HYDRA_FULL_ERROR=1 so that errors reach it, and prints user errors in one line

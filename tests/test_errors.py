@@ -78,6 +78,28 @@ def test_sweep_rejects_bad_input_before_any_trial(tmp_path: Path, overrides: lis
     assert list(tmp_path.iterdir()) == []  # no storage file, no study, no sweep directory
 
 
+@pytest.mark.parametrize("full_error", [None, "0", "1"], ids=["unset", "0", "1"])
+@pytest.mark.parametrize("mode", [[], SWEEP], ids=["run", "sweep"])
+def test_one_line_whatever_hydra_full_error_says(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                 full_error: str | None, mode: list[str]) -> None:
+    # Hydra prints its own stack trace and exits 1 unless HYDRA_FULL_ERROR is exactly "1"; 0 is its documented "off".
+    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
+    env = {} if full_error is None else {"HYDRA_FULL_ERROR": full_error}
+    done = run_entry("run.py", [*(mode or TINY), "optim.lr=-1"], cwd=tmp_path, env=env)
+    assert_one_line_error(done, r"^error: optim\.lr=-1\.0: must be > 0 and <= 10$")
+    assert files_under(tmp_path) == []
+
+
+@pytest.mark.parametrize("root, cause", [
+    ("/proc/no_such_dir", "/proc/no_such_dir: No such file or directory"),  # /proc cannot be written, even by root
+    ("/dev/null/data", "/dev/null/data/MNIST/raw: Not a directory"),
+])
+def test_unusable_data_root_is_one_line_naming_it(tmp_path: Path, root: str, cause: str) -> None:
+    done = run_entry("run.py", [*TINY, f"data.root={root}"], cwd=tmp_path)
+    assert_one_line_error(done, rf"^error: data\.root='{re.escape(root)}': cannot prepare MNIST there "
+                                rf"\({re.escape(cause)}\)$")
+
+
 def test_a_good_run_after_a_rejected_one(tmp_path: Path) -> None:
     assert_one_line_error(run_entry("run.py", [*TINY, "optim.lr=0"], cwd=tmp_path), r"optim\.lr")
     done = run_entry("run.py", TINY, cwd=tmp_path)
