@@ -23,3 +23,7 @@ class StorageError(ArchSearchError):
 
 class DivergedError(ArchSearchError):
     """Training produced a non-finite loss."""
+
+
+class CheckpointError(ArchSearchError):
+    """A checkpoint file is missing, not a checkpoint, corrupt, or does not fit the model its config describes."""
