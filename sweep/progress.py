@@ -78,7 +78,7 @@ def clock(seconds: Optional[float]) -> str:
 
 def trial_line(budget: Budget, trial: Any, state: str, best: Any) -> str:
     """One line per finished trial: i/N, state, value, params, best so far, budget spent, elapsed, ETA."""
-    value = "-" if trial.value is None else f"{trial.value:.4f}"
+    value = "-" if trial.values is None else "/".join(f"{v:.4f}" if abs(v) < 1 else f"{v:g}" for v in trial.values)
     params = trial.user_attrs.get("n_params")
     best_text = "none yet" if best is None else f"#{best.number} {best.value:.4f}"
     spent = f"{budget.epochs_spent}" + (f"/{budget.epochs}" if budget.epochs is not None else "") + " epochs"
