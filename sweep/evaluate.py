@@ -30,6 +30,8 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
             head = f.read(len(ZIP_MAGIC))
     except OSError as e:
         raise CheckpointError(f"{path}: cannot read ({e.strerror or e})") from e
+    if head == ZIP_MAGIC and (problem := _zip_problem(path)):
+        raise CheckpointError(f"{path}: truncated or corrupt checkpoint ({problem})")
     try:  # weights_only: tensors and plain containers only, so a tampered file cannot run code
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - RuntimeError, OSError, KeyError, EOFError, UnpicklingError...
@@ -49,6 +51,21 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         raise CheckpointError(f"{path}: not a checkpoint of sweep/train.py (expected a dict with 'state_dict' and "
                               f"'config' holding the run config; got {got})")
     return checkpoint
+
+
+def _zip_problem(path: Path) -> str | None:
+    """What is wrong with the zip archive that torch.save wrote, or None. Its CRCs are checked here because
+    torch.load does not check them: a flipped byte in a weight would load without a word."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except zipfile.BadZipFile:
+        return "no intact zip directory at its end: cut short or overwritten"
+    except Exception as e:  # noqa: BLE001 - whatever a damaged archive makes zipfile raise
+        return f"unreadable zip archive: {type(e).__name__}: {' '.join(str(e).split())}"
+    return f"{bad} fails its CRC check" if bad else None
 
 
 def restore(path: Path, checkpoint: dict[str, Any]) -> tuple[Any, Any, Any]:

@@ -72,6 +72,15 @@ def damaged(kind: str, run_dir: Path, tmp_path: Path) -> Path:
         path.write_bytes(good[: len(good) // 2])
     elif kind == "cut-short":  # only the last bytes are missing
         path.write_bytes(good[:-100])
+    elif kind == "flipped":  # one byte of the largest weight tensor, which torch.load alone does not notice
+        import struct
+        import zipfile
+
+        with zipfile.ZipFile(run_dir / "model.pt") as archive:
+            member = max(archive.infolist(), key=lambda info: info.file_size)
+        name_len, extra_len = struct.unpack("<HH", good[member.header_offset + 26: member.header_offset + 30])
+        at = member.header_offset + 30 + name_len + extra_len + member.file_size // 2
+        path.write_bytes(good[:at] + bytes([good[at] ^ 0xFF]) + good[at + 1:])
     elif kind == "empty":
         path.write_bytes(b"")
     elif kind in ("not-ours", "wrong-widths"):
@@ -92,8 +101,9 @@ def damaged(kind: str, run_dir: Path, tmp_path: Path) -> Path:
 BAD = {  # how the file is damaged, then a pattern its one line must match after "error: <path>: "
     "missing": r"no such file$",
     "text": r"not a checkpoint, not a file that torch\.save wrote \(torch\.load: .*\)$",
-    "truncated": r"truncated or corrupt checkpoint \(.+\)$",
-    "cut-short": r"truncated or corrupt checkpoint \(.+\)$",
+    "truncated": r"truncated or corrupt checkpoint \(no intact zip directory at its end: cut short or overwritten\)$",
+    "cut-short": r"truncated or corrupt checkpoint \(no intact zip directory at its end: cut short or overwritten\)$",
+    "flipped": r"truncated or corrupt checkpoint \(model/data/\d+ fails its CRC check\)$",
     "empty": r"empty file, not a checkpoint$",
     "not-ours": r"not a checkpoint of sweep/train\.py \(expected a dict with 'state_dict' and 'config'",
     "wrong-widths": r"state_dict does not fit the model its config builds \(model 'fcfree', [\d,]+ params; "
