@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Mapping
 
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -62,15 +62,6 @@ class ModelReport:
 
 
 def _check_model_config(cfg: DictConfig) -> None:
-    for key, width in cfg.widths.items():
-        if width <= 0:
-            raise ConfigError(f"model.widths.{key}={width}: must be > 0")
-    blocks_yaml = OmegaConf.to_yaml(cfg.blocks, resolve=False)
-    used = set(re.findall(r"model\.widths\.(\w+)", blocks_yaml))
-    for key in cfg.widths:
-        if key not in used:
-            raise ConfigError(f"model.widths.{key}: not used by any block of model '{cfg.name}' "
-                              f"(used: {', '.join(sorted(used)) or 'none'})")
     if not cfg.blocks:
         raise ConfigError("model.blocks=[]: needs at least one block")
     for i, block in enumerate(cfg.blocks):
@@ -90,6 +81,56 @@ def _check_model_config(cfg: DictConfig) -> None:
         raise ConfigError(f"model.dropout={cfg.dropout}: must be in [0, 1)")
     if cfg.head not in ("conv", "linear"):
         raise ConfigError(f"model.head={cfg.head!r}: must be one of conv, linear")
+
+
+def _check_widths(cfg: DictConfig) -> None:
+    """Named widths must be > 0 and each used, so that a misspelt width override fails.
+
+    model.arch uses ARCH_WIDTHS. Unresolved (as composed), blocks name widths as ${model.widths.KEY}.
+    Resolved (what a checkpoint or metrics.json holds), blocks hold plain numbers and name no width: then
+    a width counts as used when its value is one of the blocks' widths, so the resolved config builds
+    the same model."""
+    for key, width in cfg.widths.items():
+        if width <= 0:
+            raise ConfigError(f"model.widths.{key}={width}: must be > 0")
+    if cfg.get("arch") is not None:
+        used = set(ARCH_WIDTHS)
+        unused = [key for key in cfg.widths if key not in used]
+    elif used := set(re.findall(r"model\.widths\.(\w+)", OmegaConf.to_yaml(cfg.blocks, resolve=False))):
+        unused = [key for key in cfg.widths if key not in used]
+    else:
+        block_widths = {w for block in cfg.blocks for w in [*block.convs, block.transition] if w is not None}
+        unused = [key for key, width in cfg.widths.items() if width not in block_widths]
+    if unused:
+        raise ConfigError(f"model.widths.{unused[0]}: not used by any block of model '{cfg.name}' "
+                          f"(used: {', '.join(sorted(used)) or 'none'})")
+
+
+ARCH_WIDTHS = ("c1", "c2", "t", "c3", "c4")
+
+
+def arch_model(cfg: DictConfig) -> DictConfig:
+    """The model config with model.arch expanded into blocks (see ArchConfig in sweep/config.py)."""
+    a = cfg.arch
+    if cfg.get("blocks"):
+        raise ConfigError("model.blocks: must be empty when model.arch is set (the blocks are built from it)")
+    for key, low in (("pre", 1), ("post", 1)):
+        if a[key] < low:
+            raise ConfigError(f"model.arch.{key}={a[key]}: must be >= {low}")
+    for key in ("pad_pre", "pad_post"):
+        if a[key] not in (0, 1):
+            raise ConfigError(f"model.arch.{key}={a[key]}: must be 0 or 1")
+    missing = [k for k in ARCH_WIDTHS if k not in cfg.widths]
+    if missing:
+        raise ConfigError(f"model.widths.{missing[0]}: model.arch needs widths {', '.join(ARCH_WIDTHS)}")
+    w = cfg.widths
+    half = a.post // 2
+    blocks = [{"convs": [w.c1] + [w.c2] * (a.pre - 1), "transition": None, "pool": True, "padding": a.pad_pre},
+              {"convs": [w.c3] * half + [w.c4] * (a.post - half), "transition": w.t if a.transition else None,
+               "pool": False, "padding": a.pad_post}]
+    model = OmegaConf.to_container(cfg, resolve=True)
+    model.update(arch=None, blocks=blocks, widths={})  # every width is a number in the blocks now
+    return OmegaConf.create(model)
 
 
 class Dropout(nn.Dropout):
@@ -124,8 +165,15 @@ class Net(nn.Module):
         return head(x.flatten(1)) if isinstance(head[0], nn.Linear) else head(x).flatten(1)
 
 
-def build_model(cfg: DictConfig) -> tuple[nn.Module, ModelReport]:
-    """Build the model described by a `model` config and account for every layer."""
+def build_model(cfg: DictConfig | Mapping[str, Any]) -> tuple[nn.Module, ModelReport]:
+    """Build the model described by a `model` config and account for every layer.
+
+    cfg is the composed `model` node or its resolved form, e.g. a checkpoint's config["model"] (a plain dict)."""
+    if not isinstance(cfg, DictConfig):
+        cfg = OmegaConf.create(dict(cfg))
+    _check_widths(cfg)
+    if cfg.get("arch") is not None:
+        cfg = arch_model(cfg)
     _check_model_config(cfg)
     channels, height, width = IMAGE_SHAPE
     rf, jump = 1, 1  # receptive field and the input-pixel distance between adjacent outputs

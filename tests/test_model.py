@@ -3,6 +3,7 @@ import time
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from conftest import CONF, ROOT, compose
 from sweep.errors import BudgetError, ConfigError
@@ -80,8 +81,82 @@ def test_fc_head_rejected_when_not_allowed():
      "model.blocks.1.convs.4: input is 1x1; a 2x2 max-pool collapses it"),
     (["model.num_classes=9"], "model.num_classes=9: the final layer must output 10 classes"),
     (["model=fcfree", "+model.widths.c9=3"], "model.widths.c9: not used by any block"),
+    (["model=fcfree", "+model.widths.cl=8"], "model.widths.cl: not used by any block"),  # 8 is c1's value too
+    (["model=baseline", "+model.widths.c1=3"], "model.widths.c1: not used by any block of model 'baseline'"),
 ])
 def test_impossible_models_give_a_clear_error(overrides, message):
     with pytest.raises(ConfigError) as e:
         build_model(compose(overrides).model)
     assert message in str(e.value)
+
+
+# conf/model/fcfree.yaml before model.arch: the blocks interpolate the named widths, so a resolved
+# config (what that version's checkpoints and metrics.json hold) has plain numbers in the blocks.
+INTERPOLATED_FCFREE = """
+name: fcfree
+widths: {c1: 8, c2: 16, t: 8, c3: 12, c4: 16}
+blocks:
+  - convs: ["${model.widths.c1}", "${model.widths.c2}"]
+    pool: true
+  - transition: ${model.widths.t}
+    convs: ["${model.widths.c3}", "${model.widths.c3}", "${model.widths.c4}", "${model.widths.c4}"]
+dropout: 0.05
+bias: false
+head: conv
+"""
+
+
+def interpolated_fcfree(**widths):
+    """A composed config whose model is INTERPOLATED_FCFREE, with widths changed or added."""
+    from sweep.config import ModelConfig
+
+    model = OmegaConf.create(INTERPOLATED_FCFREE)
+    model.widths.update(widths)
+    cfg = compose(["model=baseline"])
+    cfg.model = OmegaConf.merge(OmegaConf.structured(ModelConfig), model)
+    return cfg
+
+
+@pytest.mark.parametrize("make", [
+    lambda: interpolated_fcfree(),
+    lambda: interpolated_fcfree(c1=10, t=12),
+    lambda: compose(["model=fcfree"]),
+    lambda: compose(["model=fcfree", "model.widths.c1=10", "model.arch.transition=false"]),
+    lambda: compose(["+experiment=fcfree_5k5"]),
+    lambda: compose(["model=baseline"]),
+], ids=["interpolated", "interpolated-widths", "fcfree", "fcfree-changed", "experiment", "baseline"])
+def test_the_resolved_config_a_checkpoint_holds_builds_the_same_model(make):
+    cfg = make()
+    model, report = build_model(cfg.model)
+    shapes = {k: v.shape for k, v in model.state_dict().items()}
+    resolved = OmegaConf.to_container(cfg, resolve=True)  # what model.pt and metrics.json hold
+    assert "${" not in str(resolved["model"])
+    for saved in (resolved["model"], OmegaConf.create(resolved).model):  # the plain dict, or as a DictConfig
+        again, again_report = build_model(saved)
+        assert again_report == report
+        assert str(again) == str(model)
+        assert {k: v.shape for k, v in again.state_dict().items()} == shapes
+        again.load_state_dict(model.state_dict())  # strict: same keys, same shapes
+
+
+def test_interpolated_blocks_build_the_fcfree_arch():
+    interpolated, _ = build_model(interpolated_fcfree().model)
+    arch, report = build_model(compose(["model=fcfree"]).model)
+    assert str(interpolated) == str(arch) and report.params == 7_890
+
+
+@pytest.mark.parametrize("widths, unused", [
+    ({"c9": 3}, "c9"),
+    ({"cl": 8}, "cl"),  # a misspelt c1: its value is a block width, but no block names it
+])
+def test_an_unused_width_fails_when_the_blocks_name_widths(widths, unused):
+    with pytest.raises(ConfigError, match=rf"^model\.widths\.{unused}: not used by any block of model 'fcfree' "
+                                          r"\(used: c1, c2, c3, c4, t\)$"):
+        build_model(interpolated_fcfree(**widths).model)
+
+
+def test_a_resolved_config_with_a_width_no_block_has_still_fails():
+    resolved = OmegaConf.to_container(interpolated_fcfree(c9=3), resolve=True)["model"]
+    assert resolved["blocks"][0]["convs"] == [8, 16]
+    with pytest.raises(ConfigError, match=r"^model\.widths\.c9: not used by any block of model 'fcfree'"):
+        build_model(resolved)
