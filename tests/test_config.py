@@ -29,9 +29,15 @@ def test_default_is_the_documented_net_as_documented():
 
 
 def test_overrides_reach_every_knob():
-    cfg = compose(["optim.lr=0.02", "model.dropout=0.1", "train.epochs=15", "model=fcfree", "model.widths.c1=6"])
+    from sweep.model import build_model
+
+    cfg = compose(["optim.lr=0.02", "model.dropout=0.1", "train.epochs=15", "model=fcfree", "model.widths.c1=6",
+                   "model.arch.pre=3", "model.arch.pad_pre=1", "train.label_smoothing=0.05", "sched.pct_start=0.2"])
     assert (cfg.optim.lr, cfg.model.dropout, cfg.train.epochs) == (0.02, 0.1, 15)
-    assert cfg.model.blocks[0].convs[0] == 6  # blocks interpolate the named widths
+    assert (cfg.train.label_smoothing, cfg.sched.pct_start) == (0.05, 0.2)
+    model, _ = build_model(cfg.model)  # the builder expands model.arch: 3 convs before the pool, padded
+    first = [m for m in model.conv1 if type(m).__name__ == "Conv2d"]
+    assert [c.out_channels for c in first] == [6, 16, 16] and all(c.padding == (1, 1) for c in first)
 
 
 @pytest.mark.parametrize("override,key", [
