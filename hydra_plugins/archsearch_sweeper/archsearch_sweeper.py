@@ -257,8 +257,10 @@ class ArchSearchSweeper(Sweeper):
                 trial.set_user_attr(name, value)
             if same is None:
                 storage.record_heartbeat(tid)  # a first beat, so that a worker killed before its job starts is caught
-                for name, value in {"overrides": key, STATUS: "running", REASON: lost_reason()}.items():
-                    trial.set_user_attr(name, value)
+                # What the trial says if its worker dies: Optuna fails a stale trial without a word, and a
+                # finished trial's attributes can no longer be written. Every normal end overwrites it.
+                trial.set_user_attr("overrides", key)
+                trial.set_user_attr(REASON, lost_reason())
                 self.ids[trial.number] = tid
                 return trial
             trial.set_user_attr(STATUS, "duplicate")
