@@ -29,8 +29,11 @@ def pick(review: Review, number: Optional[int]) -> Row:
     return row
 
 
-def experiment_yaml(row: Row, name: str, review: Review) -> str:
-    """conf/experiment/<name>.yaml: the trial's overrides as a config for seed confirmation."""
+def experiment_yaml(row: Row, name: str, review: Review, note: Optional[str] = None,
+                    written_by: Optional[str] = None) -> str:
+    """conf/experiment/<name>.yaml: the trial's overrides as a config for seed confirmation. `note` is a comment
+    line placed right under `# @package _global_` (Hydra reads the package only from the file's leading `# @`
+    lines, so nothing may come before it); `written_by` the command named as the writer (default: the review's)."""
     import yaml
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
@@ -55,10 +58,12 @@ def experiment_yaml(row: Row, name: str, review: Review) -> str:
     values.setdefault("model", {})["name"] = name
     values.setdefault("data", {})["val_size"] = 0  # confirm on all 60k training images
     values["hydra"] = {"sweep": {"dir": "outputs/confirm/${model.name}", "subdir": "seed_${seed}"}}
+    written_by = written_by or f"python sweep/review.py --study {review.study} --save-experiment {name}"
     header = [
         "# @package _global_",
+        *([f"# {' '.join(note.split())}"] if note else []),
         f"# From study {review.study!r} ({review.storage}), {trial_text(row, review)}.",
-        f"# Written by `python sweep/review.py --study {review.study} --save-experiment {name}`; the search's",
+        f"# Written by `{written_by}`; the search's",
         "# validation split, data subsets and per-machine settings are dropped. Confirm over seeds:",
         f"#   python sweep/run.py -m +experiment={name} seed=1,2,3",
     ]
@@ -67,13 +72,14 @@ def experiment_yaml(row: Row, name: str, review: Review) -> str:
     return "\n".join(header) + "\n" + body
 
 
-def save_experiment(row: Row, name: str, review: Review, directory: Path) -> Path:
+def save_experiment(row: Row, name: str, review: Review, directory: Path, note: Optional[str] = None,
+                    written_by: Optional[str] = None) -> Path:
     if not re.fullmatch(r"[A-Za-z0-9_-]+", name):
         raise ConfigError(f"--save-experiment={name!r}: use letters, digits, '_' and '-' only")
     path = Path(directory) / f"{name}.yaml"
     if path.exists():
         raise ConfigError(f"--save-experiment={name!r}: {path} exists; choose another name or delete it")
-    text = experiment_yaml(row, name, review)
+    text = experiment_yaml(row, name, review, note, written_by)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
     return path
