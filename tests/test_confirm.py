@@ -1,0 +1,208 @@
+"""sweep/confirm.py on a real tiny study: finalists retrained over seeds, verdicts, resuming, one-line errors."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import DATA, ROOT, TINY, compose, run_entry, sigint_as_at_a_terminal
+from sweep.confirm import training_overrides
+from sweep.results import find_experiments
+from sweep.rows import Row
+
+# Confirmation runs shrunk to seconds: overrides given to confirm.py win over the trial's (its 1,000 images and
+# 1 epoch here, the search's validation split...). 2 epochs: fewer than the rule's last 3, so it fails.
+QUICK = ["data.train_subset=500", "data.test_subset=200", f"data.root={DATA}", "train.threads=1", "train.epochs=2"]
+
+
+def one_line_error(result: subprocess.CompletedProcess, *says: str) -> None:
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr.startswith("error: ") and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "Traceback" not in result.stderr and all(s in result.stderr for s in says), result.stderr
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A cwd with a real 2-trial study 't' in outputs/optuna.db, from a tiny sweep."""
+    root = tmp_path_factory.mktemp("confirm")
+    result = run_entry("run.py", ["-m", "hydra.sweeper.n_trials=2", "hydra.sweeper.study_name=t", *TINY,
+                                  "train.epochs=1"], cwd=root)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return root
+
+
+def best_trial(lab: Path) -> int:
+    """The finalist as Optuna alone says: the complete trial of highest value, the lower number on a tie."""
+    import optuna
+
+    study = optuna.load_study(study_name="t", storage=f"sqlite:///{lab / 'outputs' / 'optuna.db'}")
+    done = [t for t in study.get_trials() if t.state == optuna.trial.TrialState.COMPLETE]
+    assert done and all(t.user_attrs.get("status") == "complete" for t in done)
+    return max(done, key=lambda t: (t.value, -t.number)).number
+
+
+@pytest.fixture(scope="module")
+def failed(lab: Path) -> tuple[Path, str, subprocess.CompletedProcess]:
+    """confirm.py --top 1 --seeds 1,2 on the study: (cwd, finalist name, the run)."""
+    args = ["--study", "t", "--top", "1", "--seeds", "1,2", "--experiment-dir", str(lab / "experiment"), *QUICK]
+    return lab, f"t_t{best_trial(lab)}", run_entry("confirm.py", args, cwd=lab, timeout=120)
+
+
+def test_trains_each_seed_and_fails_the_target(failed: tuple[Path, str, subprocess.CompletedProcess]) -> None:
+    lab, name, result = failed
+    assert result.returncode == 0, result.stderr[-3000:]
+    for seed in (1, 2):
+        run = lab / "outputs" / "confirm" / name / f"seed_{seed}"
+        m = json.loads((run / "metrics.json").read_text())
+        cfg = m["config"]
+        assert (m["status"], len(m["epochs"]), cfg["model"]["name"], cfg["seed"]) == ("complete", 2, name, seed)
+        # the command line's subsets and epochs won; the search's validation split is gone: all images train
+        assert (cfg["data"]["train_subset"], cfg["data"]["val_size"], cfg["train"]["epochs"]) == (500, 0, 2)
+        assert cfg["model"]["name"] == name and cfg["trial"] is None and (run / "model.pt").is_file()
+        overrides = (run / ".hydra" / "overrides.yaml").read_text()
+        assert "sweep=none" in overrides and "data.val_size" not in overrides and "trial=" not in overrides
+        assert f"  {name} seed {seed}: training in outputs/confirm/{name}/seed_{seed}" in result.stdout
+        assert f"  {name} seed {seed}: complete, 2 epochs, last 2 test" in result.stdout
+    verdict = next(line for line in result.stdout.splitlines() if line.startswith(f"{name} "))
+    assert verdict.split()[-1] == "FAIL" and "1: " in verdict and "2: " in verdict
+    assert f"{name}: FAIL: 2 seed(s); confirmation needs 3; seed 1 trained 2 epochs, fewer than 3" in result.stdout
+    assert not (lab / "experiment").exists()  # nothing confirmed, nothing saved
+    # results.py read the same runs: one experiment named after the trial, and wrote the confirm dir's RESULTS.md
+    assert [(e.name, len(e.runs), e.confirmed) for e in find_experiments(lab / "outputs" / "confirm")] == [
+        (name, 2, False)]
+    assert f"| {name} |" in (lab / "outputs" / "confirm" / "RESULTS.md").read_text()
+
+
+def test_resumes_finished_seeds_and_reruns_incomplete_ones(failed: tuple[Path, str, subprocess.CompletedProcess],
+                                                           tmp_path: Path) -> None:
+    lab, name, _ = failed
+    confirm = tmp_path / "confirm"
+    shutil.copytree(lab / "outputs" / "confirm", confirm)
+    (confirm / "RESULTS.md").unlink()
+    seed_2 = confirm / name / "seed_2" / "metrics.json"
+    m = json.loads(seed_2.read_text())
+    seed_2.write_text(json.dumps({**m, "status": "pruned", "epochs": m["epochs"][:1]}))  # as if cut short
+    args = ["--study", "t", "--top", "1", "--seeds", "1,2", "--confirm-dir", str(confirm), "--results", "none",
+            "--experiment-dir", str(tmp_path / "experiment"), *QUICK[:3], "train.threads=2",  # threads: no matter
+            "train.epochs=2"]
+    again = run_entry("confirm.py", args, cwd=lab, timeout=120)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert f"{name} seed 1: done already (2 epochs, last 2 test" in again.stdout
+    assert "seed 1: training" not in again.stdout
+    assert f"{name} seed 2: re-training (the run there is incomplete)" in again.stdout
+    assert json.loads(seed_2.read_text())["status"] == "complete"
+
+    started = time.monotonic()
+    third = run_entry("confirm.py", args, cwd=lab, timeout=60)
+    assert third.returncode == 0 and time.monotonic() - started < 20, third.stderr[-3000:]
+    assert third.stdout.count("done already") == 2 and "training" not in third.stdout
+    assert not (confirm / "RESULTS.md").exists()  # --results none
+
+    # a finished run of other overrides is never reused nor overwritten
+    other = run_entry("confirm.py", [*args[:-1], "train.epochs=3"], cwd=lab, timeout=60)
+    one_line_error(other, f"{confirm / name / 'seed_1'} holds a complete run of other overrides",
+                   "-train.epochs=2 +train.epochs=3")
+
+
+def test_passing_finalist_is_saved_as_a_confirmed_experiment(lab: Path, tmp_path: Path) -> None:
+    name = f"t_t{best_trial(lab)}"
+    confirm, experiments = tmp_path / "confirm", tmp_path / "experiment"
+    # A target any trained net meets (500 images, 3 epochs do not even promise 10%): the PASS path, 3 seeds.
+    args = ["--study", "t", "--top", "1", "--seeds", "1,2,3", "--confirm-dir", str(confirm),
+            "--experiment-dir", str(experiments), *QUICK[:-1], "train.epochs=3", "constraints.target_acc=0.01"]
+    result = run_entry("confirm.py", args, cwd=lab, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    verdict = next(line for line in result.stdout.splitlines() if line.startswith(f"{name} "))
+    assert verdict.split()[-1] == "PASS"
+    saved = experiments / f"{name}.yaml"
+    assert f"{name}: PASS; wrote {saved}: python sweep/run.py -m +experiment={name} seed=1,2,3" in result.stdout
+    low = min(a for e in find_experiments(confirm) for r in e.runs for a in r.last)
+    lines = saved.read_text().splitlines()
+    assert lines[0] == "# @package _global_"  # Hydra reads the package only from the first lines
+    assert lines[1].startswith("# CONFIRMED by sweep/confirm.py: seeds 1, 2, 3 each >= 1.00% test in each of the "
+                               f"last 3 epochs (min {low:.2%})")
+    cfg = compose([f"+experiment={name}", f"hydra.searchpath=[file://{tmp_path}]"])
+    assert (cfg.model.name, cfg.data.val_size, cfg.data.train_subset, cfg.train.epochs, cfg.trial) == (
+        name, 0, 0, 3, None)  # what was confirmed (3 epochs), without the search's split and subsets
+    assert f"Confirmed: {name}." in (confirm / "RESULTS.md").read_text()
+
+    # again: nothing trains; our own file is rewritten, someone else's is left alone
+    saved.write_text("# @package _global_\n# mine\n")
+    again = run_entry("confirm.py", args, cwd=lab, timeout=60)
+    assert again.returncode == 0 and again.stdout.count("done already") == 3, again.stderr[-3000:]
+    assert f"{saved} exists and was not written by confirm.py; left as is" in again.stdout
+    assert saved.read_text() == "# @package _global_\n# mine\n"
+
+
+def test_training_overrides_drop_what_only_the_search_used() -> None:
+    row = Row(number=4, state="complete", label="complete", target=0.994, overrides=[
+        "model=fcfree", "model.widths.c1=8", "train.epochs=15", "data.val_size=10000", "data.train_subset=30000",
+        "data.test_subset=0", "data.root=/elsewhere", "train.threads=1", "train.progress=False", "trial=4",
+        "trial_budget.epochs=30", "sweep=small", "train.checkpoint=False", "optim.lr=0.1"])
+    extras = ["train.epochs=20", "+train.foo=1"]
+    assert training_overrides(row, extras, {"train.epochs", "train.foo"}) == [
+        "model=fcfree", "model.widths.c1=8", "optim.lr=0.1", "sweep=none", "train.epochs=20", "+train.foo=1"]
+
+
+def test_a_run_that_cannot_start_is_one_line(lab: Path, tmp_path: Path) -> None:
+    result = run_entry("confirm.py", ["--study", "t", "--top", "1", "--confirm-dir", str(tmp_path),
+                                      "optim.lrr=0.1", *QUICK], cwd=lab, timeout=60)
+    one_line_error(result, "seed 1: python sweep/run.py exited 2 without a metrics.json:", "optim.lrr")
+
+
+def test_ctrl_c_exits_130(lab: Path, tmp_path: Path) -> None:
+    args = ["--study", "t", "--top", "1", "--seeds", "1", "--confirm-dir", str(tmp_path), *QUICK]
+    proc = subprocess.Popen([sys.executable, str(ROOT / "sweep" / "confirm.py"), *args], cwd=lab, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=sigint_as_at_a_terminal,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        for line in proc.stdout:
+            if "seed 1: training" in line:
+                break
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130 and err.strip().splitlines()[-1] == "interrupted", err
+    assert not list(tmp_path.glob("*/seed_1/metrics.json"))  # the run was stopped before it finished
+    assert subprocess.run(["pgrep", "-f", f"hydra.run.dir={tmp_path}"]).returncode == 1  # and is not left running
+
+
+@pytest.fixture(scope="module")
+def storages(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A cwd with outputs/optuna.db holding 'nocomplete' (a pruned and a failed trial), and an optuna 2.10 copy."""
+    import optuna
+
+    root = tmp_path_factory.mktemp("storages")
+    (root / "outputs").mkdir()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(storage=f"sqlite:///{root / 'outputs' / 'optuna.db'}", study_name="nocomplete")
+    trial = study.ask()
+    trial.set_user_attr("status", "pruned")  # told COMPLETE, as Optuna 2.10 studies hold pruned trials
+    study.tell(trial, 0.99)
+    study.tell(study.ask(), state=optuna.trial.TrialState.FAIL)
+    shutil.copyfile(ROOT / "tests" / "data" / "optuna-2.10.db", root / "old.db")
+    return root
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--study", "nope"], ["--study='nope': no such study in sqlite:///outputs/optuna.db (studies there: nocomplete)"]),
+    (["--study", "nocomplete"], ["--study='nocomplete'", "no complete trial (1 pruned, 1 failed); nothing to confirm"]),
+    (["--study", "nocomplete", "--top", "0"], ["--top=0: must be >= 1"]),
+    (["--study", "nocomplete", "--seeds", "1,x"], ["--seeds='1,x': must be comma-separated whole numbers"]),
+    (["--study", "t", "--storage", "sqlite:///missing.db"], ["--storage='sqlite:///missing.db'", "does not exist"]),
+    (["--study", "mnist_6k", "--storage", "sqlite:///old.db"], ["was written by optuna 2.10.1",
+                                                                "optuna storage upgrade --storage sqlite:///old.db"]),
+    (["--study", "nocomplete", "seed=4"], ["seed=4: seed is set by confirm.py (--seeds)"]),
+    (["--top", "1"], ["the following arguments are required: --study"]),
+])
+def test_bad_input_is_one_line(storages: Path, args: list[str], says: list[str]) -> None:
+    one_line_error(run_entry("confirm.py", args, cwd=storages, timeout=60), *says)
+    assert not (storages / "missing.db").exists() and not (storages / "outputs" / "confirm").exists()
