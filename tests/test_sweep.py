@@ -39,7 +39,7 @@ def test_two_trials_twice_gives_four_distinct_configurations(tmp_path, mnist):
     assert "python sweep/confirm.py --study t" in first.stdout
 
     second = sweep(tmp_path)  # the same command continues the study: new seed, new configurations
-    assert "the study holds 2 trials: sampler seed 1236 for this run" in second.stdout
+    assert "the study holds 2 trials: sampler seed 4259972370 for this run" in second.stdout
     study = load(tmp_path)
     assert [t.number for t in study.trials] == list(range(4))
     assert len({tuple(t.params.items()) for t in study.trials}) == 4

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+import numpy as np
 from hydra.core.config_store import ConfigStore
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override, Transformer
@@ -405,7 +406,9 @@ class ArchSearchSweeper(Sweeper):
 
         sampler_cfg = OmegaConf.to_container(self.sampler_cfg, resolve=True)
         if sampler_cfg.get("seed") is not None and exists:
-            sampler_cfg["seed"] += exists
+            # Mixed, not added: with seed + n, workers given seeds 1 and 2 met at seed 2 and asked the
+            # same points in lockstep. A fresh study keeps the seed as given, so it stays reproducible.
+            sampler_cfg["seed"] = int(np.random.SeedSequence([sampler_cfg["seed"], exists]).generate_state(1)[0])
             log.info(f"the study holds {exists} trials: sampler seed {sampler_cfg['seed']} for this run")
         sampler = instantiate(sampler_cfg)
         study = optuna.create_study(study_name=self.study_name, storage=storage, sampler=sampler,
