@@ -464,6 +464,11 @@ class ArchSearchSweeper(Sweeper):
         searched = [o for o in parsed if o.is_sweep_override() and o.get_key_element() not in fixed_keys]
         load = self.hydra_context.config_loader.load_sweep_config
         cfg = load(self.config, fixed)  # errors here are the user's own overrides: reported as they are
+        for o in searched:  # e.g. model.arch.* with model=baseline, which has no arch: OmegaConf would assert
+            parent = o.get_key_element().rpartition(".")[0]
+            if parent and OmegaConf.select(cfg, parent, default=0) is None:
+                raise ConfigError(f"hydra.sweeper.params: {o.get_key_element()} cannot be searched: {parent} "
+                                  "is null in this config")
 
         def value_error(c: Any) -> str:
             try:
