@@ -6,6 +6,7 @@ A misspelt key or a wrong type fails at composition with the key named; value ra
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
@@ -137,7 +138,15 @@ def register_configs() -> None:
     (pip install -e) install of this project."""
     from hydra.core.config_store import ConfigStore
 
-    from hydra_plugins.archsearch_sweeper.archsearch_sweeper import register
+    try:
+        from hydra_plugins.archsearch_sweeper.archsearch_sweeper import register
+    except ModuleNotFoundError as e:
+        if "hydra_optuna_sweeper" not in str(e):
+            raise
+        # pyproject.toml cannot list the plugin: it pins optuna<3 (README, "Dependencies").
+        print("error: hydra-optuna-sweeper is not installed; install it without its stale optuna<3 pin: "
+              "pip install --no-deps hydra-optuna-sweeper==1.3.0 (make does this)", file=sys.stderr)
+        sys.exit(2)
 
     ConfigStore.instance().store(name="schema", node=Config)
     OmegaConf.register_new_resolver("archsearch.on_cuda", _on_cuda, replace=True)

@@ -53,6 +53,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--trial", type=int, help="with --save-experiment: save this complete trial, not the winner")
     p.add_argument("--experiment-dir", type=Path, default=CONF / "experiment",
                    help="where --save-experiment writes (default: conf/experiment)")
+    p.add_argument("--pruning", action="store_true",
+                   help="how well each epoch's objective ranks the complete trials by their final one (Spearman)")
     p.add_argument("--dashboard", action="store_true", help="serve optuna-dashboard on 127.0.0.1 until Ctrl-C")
     p.add_argument("--port", type=int, default=8080, help="dashboard port (default: %(default)s)")
     args = p.parse_args(argv)
@@ -69,6 +71,10 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     if args.dashboard:
         return serve_dashboard(storage, args.storage, args.study, args.port)
     study = load_study(storage, args.study, args.storage)
+    if args.pruning:
+        from sweep.pruning import evidence_table, pruning_evidence
+
+        return print(evidence_table(pruning_evidence(study.get_trials(deepcopy=False))))
     if args.baseline and not args.baseline.is_file():
         raise ConfigError(f"--baseline={args.baseline}: no such file")
     baseline = args.baseline or find_baseline()

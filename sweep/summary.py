@@ -6,7 +6,6 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-
 from sweep.cli import EXIT_USER_ERROR, report_errors
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
