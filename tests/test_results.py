@@ -1,4 +1,5 @@
-"""sweep/results.py on fabricated seed confirmations: verdicts, arithmetic, RESULTS.md and the plot."""
+"""sweep/results.py on fabricated seed confirmations and tiny studies: verdicts, arithmetic, RESULTS.md and the
+plots, the searches read from several storages, hand-queued winners."""
 from __future__ import annotations
 
 import json
@@ -11,8 +12,9 @@ import pytest
 
 from conftest import run_entry
 from sweep import results as rs
+from sweep.errors import StorageError
 from sweep.rows import first_epoch_at
-from test_review import NEW_TRIALS, TRIALS, make_study
+from test_review import MAX_EPOCHS, NEW_TRIALS, TRIALS, done, make_study, trial
 
 EPOCHS = 20
 # experiment: (params, FC layers, the last 3 test accuracies of seeds 1, 2, 3)
@@ -118,9 +120,10 @@ def test_no_runs_is_one_line_error(tmp_path: Path) -> None:
 
 def test_sweep_cost_counts_duplicates_in_their_own_column(tmp_path: Path) -> None:
     url = make_study(tmp_path / "optuna.db", "new", NEW_TRIALS)
-    header, _, row = rs.sweep_cost(url, ["new"])[4].splitlines()
+    header, _, row = rs.sweep_cost(rs.load_searches([url], ["new"]))[4].splitlines()
     assert header.startswith("| study | trials | complete | pruned | running | rejected | duplicate | failed |")
-    assert row.startswith("| new | 6 | 2 | 1 | 0 | 1 | 1 | 1 | 24 | 60 | 60.0% |")
+    # 2 complete trials' wall_time_s of 100 s each; the others recorded none
+    assert row.startswith("| new | 6 | 2 | 1 | 0 | 1 | 1 | 1 | 24 | 60 | 60.0% | 3.3 min |")
 
 
 def test_machine_line_names_the_cpu_as_cpuinfo_does() -> None:
@@ -130,3 +133,102 @@ def test_machine_line_names_the_cpu_as_cpuinfo_does() -> None:
     if not model:
         pytest.skip("no model name in /proc/cpuinfo here")
     assert rs.machine() == f"{model}, {os.cpu_count()} cores, {platform.system()}"
+
+
+# ---------------------------------------------------------------- the searches
+
+def queued_study(path: Path, name: str, queued_value: float, run_dir: Path | None = None) -> str:
+    """A study as a sweep with one hand-queued starting point leaves it: #0 queued with study.enqueue_trial, asked
+    and told COMPLETE (value `queued_value`); #1 sampled, complete at 99.50%; #2 sampled, pruned at epoch 4."""
+    import optuna
+    from optuna.distributions import FloatDistribution, IntDistribution
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    url = f"sqlite:///{path}"
+    study = optuna.create_study(storage=url, study_name=name, direction="maximize")
+    study.enqueue_trial({"model.widths.c1": 8, "optim.lr": 0.1})
+    asked = study.ask({"model.widths.c1": IntDistribution(4, 16, step=2),
+                       "optim.lr": FloatDistribution(0.01, 0.3, log=True)})
+    record = {**done(0.9940, queued_value, 5000), "train.threads": "1", "data.val_size": "10000"}
+    if run_dir:
+        record["run_dir"] = str(run_dir)
+    for key, value in record.items():
+        asked.set_user_attr(key, value)
+    study.tell(asked, queued_value)
+    study.add_trial(trial("COMPLETE", 0.9950, c1=10, lr=0.05, **done(0.9945, 0.9950, 5500, **{"train.threads": "1"})))
+    study.add_trial(trial("PRUNED", 0.97, c1=12, lr=0.2, steps={4: 0.97},
+                          **dict(status="pruned", pruned_at_epoch=4, epochs_trained=4, n_params=5900)))
+    return url
+
+
+def test_each_study_is_read_from_the_storage_that_holds_it(tmp_path: Path) -> None:
+    old = make_study(tmp_path / "old.db", "demo", TRIALS)
+    new = queued_study(tmp_path / "new.db", "small", 0.9930)
+    searches = rs.load_searches([old, new], ["small", "demo"])
+    assert [(s.name, s.storage) for s in searches] == [("small", new), ("demo", old)]
+    header, _, small, demo = rs.sweep_cost(searches)[4].splitlines()
+    assert "mnist" not in header and "| duplicate |" not in header  # no duplicate anywhere: no column of zeros
+    assert demo.startswith("| demo | 8 | 3 | 2 | 0 | 1 | 2 | 38 | 80 | 52.5% | 5.7 min |")  # 3 x 100 s + 40 s
+    assert small.startswith(f"| small | 3 | 2 | 1 | 0 | 0 | 0 | {2 * MAX_EPOCHS + 4} | {3 * MAX_EPOCHS} | 20.0% |")
+    assert "demo from `" + old + "`; small from `" + new + "`" not in rs.sweep_cost(searches)[2]  # in study order
+    assert f"small from `{new}`; demo from `{old}`" in rs.sweep_cost(searches)[2]
+    with pytest.raises(StorageError, match=r"--study='nowhere': no such study in any --storage \(.*old.db has demo;"):
+        rs.load_searches([old, new], ["demo", "nowhere"])
+
+
+def test_a_study_in_no_storage_is_one_line_exit_2(confirm: Path, tmp_path: Path) -> None:
+    url = make_study(tmp_path / "a.db", "demo", TRIALS)
+    args = ["--confirm-dir", str(confirm), "--out", str(tmp_path / "R.md"), "--storage", url, "--study", "demo",
+            "--study", "gone"]
+    result = run_entry("results.py", args, cwd=tmp_path, timeout=120)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert "--study='gone': no such study in any --storage" in result.stderr and not (tmp_path / "R.md").exists()
+
+
+@pytest.mark.parametrize("queued_value, found_by", [(0.9960, "hand-queued starting point"),
+                                                     (0.9930, "found by the search")])
+def test_hand_queued_trials_are_told_from_their_system_attrs(tmp_path: Path, queued_value: float,
+                                                             found_by: str) -> None:
+    url = queued_study(tmp_path / "q.db", "q", queued_value)
+    (s,) = rs.load_searches([url], ["q"])
+    assert s.hand_queued == [0]  # the enqueued trial only: add_trial leaves no fixed_params
+    assert s.winner.number == (0 if queued_value > 0.995 else 1) and s.found_by() == found_by
+    _, _, row = rs.searches_section([s], None, tmp_path / "RESULTS.md")[4].splitlines()
+    assert f"| {found_by} | #0 |" in row
+
+
+def test_machine_and_threads_show_what_the_runs_recorded(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.json").write_text(json.dumps({"machine": {"cpu": "Test CPU", "cores": 2, "torch_threads": 1}}))
+    url = queued_study(tmp_path / "q.db", "q", 0.9930, run_dir=run)
+    (s,) = rs.load_searches([url], ["q"])
+    assert rs.machine_cell(s) == "Test CPU, 2 cores (1 of 3 trials)"
+    assert rs.threads_cell(s) == "torch_threads=1 (1 of 3 trials); train.threads=1 (2 of 3 trials)"
+    (old,) = rs.load_searches([make_study(tmp_path / "o.db", "o", TRIALS)], ["o"])
+    assert rs.machine_cell(old) == "not recorded (none of the 8 runs' metrics.json here)"
+    assert rs.threads_cell(old) == "not recorded"
+
+
+def test_best_so_far_follows_the_epochs_trained_in_trial_order(tmp_path: Path) -> None:
+    (s,) = rs.load_searches([make_study(tmp_path / "o.db", "o", TRIALS)], ["o"])
+    xs, ys, records = rs.best_so_far(s)
+    # epochs per trial: 10, 4 (pruned), 10, 0 (rejected), 2 and 0 (failed), 10, 2 (pruned): the summary's 38
+    assert xs == [10, 14, 24, 24, 26, 26, 36, 38]
+    assert ys == [0.9930, 0.9930, 0.9950, 0.9950, 0.9950, 0.9950, 0.9950, 0.9950]  # pruned #1's 99.60% never counts
+    assert records == [(10, 0.9930, 0), (24, 0.9950, 2)]
+    assert rs.pruning_text(s) == ("2 pruned, at epochs 2-4; most at epoch 2 (1): too few complete trials that "
+                                  "reported it for a rank correlation")
+
+
+def test_writes_the_searches_section_and_progress_plot(confirm: Path, tmp_path: Path) -> None:
+    old = make_study(tmp_path / "old.db", "demo", TRIALS)
+    new = queued_study(tmp_path / "new.db", "small", 0.9960)
+    out, plot = tmp_path / "RESULTS.md", tmp_path / "results" / "acc_vs_params.png"
+    rs.main(["--confirm-dir", str(confirm), "--out", str(out), "--plot", str(plot), "--storage", old,
+             "--storage", new, "--study", "demo", "--study", "small"])
+    text = out.read_text()
+    assert "## Sweep cost" in text and "## What the searches found" in text
+    assert "![best objective vs epochs trained](results/best_vs_epochs.png)" in text
+    assert "- **small**: best trial #0 (hand-queued starting point): model.widths.c1=8, optim.lr=0.1." in text
+    assert (tmp_path / "results" / "best_vs_epochs.png").read_bytes()[:4] == b"\x89PNG"
