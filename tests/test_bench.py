@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import statistics
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,10 @@ import pytest
 from conftest import DATA, run_entry
 
 TINY = ["data.train_subset=1000", "data.val_size=200", "data.test_subset=200", f"data.root={DATA}"]
+# --search shrunk to almost nothing: 1-epoch trials of TINY (the proxy's 5 epochs lose to these), one thread.
+SEARCH_TINY = [*TINY, "train.epochs=1", "constraints.max_epochs=1", "hydra.sweeper.warmup_epochs=1",
+               "train.threads=1"]
+STRATEGIES = {"default (tpe + median)": "default", "random without pruning": "random"}  # row -> study name prefix
 
 
 def table_rows(stdout: str) -> dict[str, list[str]]:
@@ -47,3 +52,81 @@ def test_launcher_bench_reports_a_bad_override_in_one_line(tmp_path: Path) -> No
     assert done.returncode == 2
     assert done.stderr.strip() == "error: bench --launchers: the sweep failed: model.dropout=7.0: must be in [0, 1)"
     assert done.stdout == ""
+
+
+def search_verdict(stdout: str, budget: int, seeds: int) -> re.Match:
+    last = stdout.strip().splitlines()[-1]
+    found = re.fullmatch(rf"default \(tpe \+ median\) vs random without pruning at 100% of {budget} epochs: "
+                         rf"(\S+) vs (\S+) \(median of {seeds} seeds?\): (even|(default|random) ahead by "
+                         r"(\d+\.\d\d) points)", last)
+    assert found, last
+    return found
+
+
+def test_search_bench_compares_the_strategies_at_an_equal_epoch_budget(tmp_path: Path) -> None:
+    import optuna
+
+    kept = tmp_path / "studies"
+    done = run_entry("bench.py", ["--search", "--repeats", "1", "--budget-epochs", "2", "--keep-studies", str(kept),
+                                  *SEARCH_TINY], cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = table_rows(done.stdout)
+    assert list(rows) == list(STRATEGIES)
+    assert "1-epoch trials" in done.stdout and "hydra/sweeper/sampler=random hydra/sweeper/pruner=none" in done.stdout
+    best = {}
+    for row, prefix in STRATEGIES.items():
+        trials = optuna.load_study(study_name=f"{prefix}_1", storage=f"sqlite:///{kept}/bench.db").trials
+        trained = [t.user_attrs.get("epochs_trained", 0) for t in trials]  # a rejected candidate trains none
+        assert [e for e in trained if e] == [1, 1]  # the budget exactly, in trials of the shrunk proxy's epochs
+        values = [t.value for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
+        at25, at50, at100, n_trials, pruned, runs = rows[row]
+        assert at25 == "-"  # half an epoch: no trial had completed
+        assert at50 == f"{values[0]:.4f}"  # one epoch: the first trial
+        assert at100 == runs == f"{max(values):.4f}"  # the best complete trial of the study
+        assert (n_trials, pruned) == ("2", str(sum(t.state == optuna.trial.TrialState.PRUNED for t in trials)))
+        best[prefix] = max(values)
+    found = search_verdict(done.stdout, budget=2, seeds=1)
+    assert found.group(1, 2) == (rows["default (tpe + median)"][2], rows["random without pruning"][2])
+    if best["default"] == best["random"]:
+        assert found.group(3) == "even"
+    else:
+        lead = max(best, key=best.get)
+        assert found.group(4, 5) == (lead, f"{abs(best['default'] - best['random']) * 100:.2f}")
+    assert not (tmp_path / "outputs").exists()  # all of it went to the kept directory
+
+
+@pytest.mark.slow
+def test_search_bench_takes_the_median_over_seeds_in_throwaway_studies(tmp_path: Path) -> None:
+    done = run_entry("bench.py", ["--search", "--repeats", "3", "--budget-epochs", "2", *SEARCH_TINY], cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = table_rows(done.stdout)
+    for cells in rows.values():
+        runs = [float(v) for v in cells[5].split()]
+        assert len(runs) == 3 and float(cells[2]) == statistics.median(runs)
+    assert search_verdict(done.stdout, budget=2, seeds=3)
+    assert [line.split(":")[0] for line in done.stderr.splitlines() if line.startswith("seed ")] == [
+        f"seed {s}  {row}" for s in (1, 2, 3) for row in STRATEGIES]  # interleaved
+    assert not list(tmp_path.rglob("*.db"))
+
+
+def test_search_bench_reports_bad_input_in_one_line(tmp_path: Path) -> None:
+    (tmp_path / "studies").mkdir()
+    (tmp_path / "studies" / "bench.db").write_text("")
+    cases = {("--budget-epochs", "0"): "error: --budget-epochs=0: must be >= 1",
+             ("--keep-studies", "studies"): "error: --keep-studies=studies: already holds bench.db; a sweep there "
+                                            "would go on with its study instead of starting afresh: choose another "
+                                            "directory",
+             ("--repeats", "1", "model.dropout=7"): "error: bench --search: the sweep failed: model.dropout=7.0: "
+                                                    "must be in [0, 1)"}
+    for args, error in cases.items():
+        done = run_entry("bench.py", ["--search", *args, *SEARCH_TINY], cwd=tmp_path)
+        assert (done.returncode, done.stderr.strip(), done.stdout) == (2, error, "")
+
+
+def test_median_ranks_a_missing_best_below_every_value() -> None:
+    from sweep.bench import median_or_none
+
+    assert median_or_none([None, 0.99, 0.98]) == 0.98
+    assert median_or_none([None, None, 0.99]) is None
+    assert median_or_none([0.99, 0.98]) == statistics.mean([0.99, 0.98])
+    assert median_or_none([0.99, None]) is None
