@@ -24,6 +24,7 @@ def table_rows(stdout: str) -> dict[str, list[str]]:
     return {cells[0].strip(): [c.strip() for c in cells[1:]] for cells in rows[1:]}
 
 
+@pytest.mark.slow
 def test_loop_bench_times_the_tutorial_loop_the_trainer_and_the_bare_loop(tmp_path: Path) -> None:
     done = run_entry("bench.py", ["--images", "256", "--repeats", "1", "--workers", "0", "train.threads=1",
                                   f"data.root={DATA}"], cwd=tmp_path)
@@ -63,6 +64,7 @@ def search_verdict(stdout: str, budget: int, seeds: int) -> re.Match:
     return found
 
 
+@pytest.mark.slow
 def test_search_bench_compares_the_strategies_at_an_equal_epoch_budget(tmp_path: Path) -> None:
     import optuna
 

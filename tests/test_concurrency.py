@@ -53,6 +53,7 @@ def assert_all_trials_finished_once(url: str, n_workers: int) -> None:
     assert len({t.user_attrs["run_dir"] for t in trials}) == len(trials)
 
 
+@pytest.mark.slow
 def test_two_workers_on_one_sqlite_file(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path}/outputs/optuna.db"
     run_workers([tmp_path, tmp_path], url)  # the same working directory, as two terminals would
@@ -61,6 +62,7 @@ def test_two_workers_on_one_sqlite_file(tmp_path: Path) -> None:
         assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
 
 
+@pytest.mark.slow
 @pytest.mark.postgres
 def test_two_workers_on_one_postgres_database(tmp_path: Path, postgres_url: str) -> None:
     run_workers([tmp_path / "machine1", tmp_path / "machine2"], postgres_url)

@@ -55,6 +55,7 @@ def failed(lab: Path) -> tuple[Path, str, subprocess.CompletedProcess]:
     return lab, f"t_t{best_trial(lab)}", run_entry("confirm.py", args, cwd=lab, timeout=120)
 
 
+@pytest.mark.slow
 def test_trains_each_seed_and_fails_the_target(failed: tuple[Path, str, subprocess.CompletedProcess]) -> None:
     lab, name, result = failed
     assert result.returncode == 0, result.stderr[-3000:]
@@ -80,6 +81,7 @@ def test_trains_each_seed_and_fails_the_target(failed: tuple[Path, str, subproce
     assert f"| {name} |" in (lab / "outputs" / "confirm" / "RESULTS.md").read_text()
 
 
+@pytest.mark.slow
 def test_resumes_finished_seeds_and_reruns_incomplete_ones(failed: tuple[Path, str, subprocess.CompletedProcess],
                                                            tmp_path: Path) -> None:
     lab, name, _ = failed
@@ -111,6 +113,7 @@ def test_resumes_finished_seeds_and_reruns_incomplete_ones(failed: tuple[Path, s
                    "-train.epochs=2 +train.epochs=3")
 
 
+@pytest.mark.slow
 def test_passing_finalist_is_saved_as_a_confirmed_experiment(lab: Path, tmp_path: Path) -> None:
     name = f"t_t{best_trial(lab)}"
     confirm, experiments = tmp_path / "confirm", tmp_path / "experiment"

@@ -95,6 +95,7 @@ def test_one_line_whatever_hydra_full_error_says(tmp_path: Path, monkeypatch: py
     assert files_under(tmp_path) == []
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("root, cause", [
     ("/proc/no_such_dir", "/proc/no_such_dir: No such file or directory"),  # /proc cannot be written, even by root
     ("/dev/null/data", "/dev/null/data/MNIST/raw: Not a directory"),
@@ -105,6 +106,7 @@ def test_unusable_data_root_is_one_line_naming_it(tmp_path: Path, root: str, cau
                                 rf"\({re.escape(cause)}\)$")
 
 
+@pytest.mark.slow
 def test_a_good_run_after_a_rejected_one(tmp_path: Path) -> None:
     assert_one_line_error(run_entry("run.py", [*TINY, "optim.lr=0"], cwd=tmp_path), r"optim\.lr")
     done = run_entry("run.py", TINY, cwd=tmp_path)
@@ -113,6 +115,7 @@ def test_a_good_run_after_a_rejected_one(tmp_path: Path) -> None:
     assert json.loads(metrics.read_text())["status"] == "complete"
 
 
+@pytest.mark.slow
 def test_a_study_with_another_direction_is_refused_and_left_as_it_was(tmp_path: Path) -> None:
     import optuna
 

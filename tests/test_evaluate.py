@@ -36,6 +36,7 @@ def error_lines(done: subprocess.CompletedProcess) -> list[str]:
     return [line for line in done.stderr.splitlines() if line.startswith("error: ")]
 
 
+@pytest.mark.slow
 def test_evaluate_reproduces_the_runs_test_accuracy(run_dir: Path, tmp_path: Path) -> None:
     metrics = json.loads((run_dir / "metrics.json").read_text())
     done = evaluate([str(run_dir / "model.pt"), "--format", "json"], cwd=tmp_path)
@@ -48,6 +49,7 @@ def test_evaluate_reproduces_the_runs_test_accuracy(run_dir: Path, tmp_path: Pat
     assert row["params"] == 7_890 and row["model"] == "fcfree"
 
 
+@pytest.mark.slow
 def test_table_has_one_row_per_file(run_dir: Path, tmp_path: Path) -> None:
     other = tmp_path / "copy" / "model.pt"
     other.parent.mkdir()
@@ -111,6 +113,7 @@ BAD = {  # how the file is damaged, then a pattern its one line must match after
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind, pattern", BAD.items(), ids=BAD.keys())
 def test_a_bad_file_is_one_line_naming_it(run_dir: Path, tmp_path: Path, kind: str, pattern: str) -> None:
     path = damaged(kind, run_dir, tmp_path)
@@ -119,6 +122,7 @@ def test_a_bad_file_is_one_line_naming_it(run_dir: Path, tmp_path: Path, kind: s
     assert line.startswith(prefix) and re.search(pattern, line[len(prefix):]), line
 
 
+@pytest.mark.slow
 def test_good_files_are_still_reported_next_to_bad_ones(run_dir: Path, tmp_path: Path) -> None:
     missing, text = damaged("missing", run_dir, tmp_path), damaged("text", run_dir, tmp_path)
     done = evaluate([str(missing), str(run_dir / "model.pt"), str(text), "--format", "json"], cwd=tmp_path)

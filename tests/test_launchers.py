@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import optuna
+import pytest
 from omegaconf import OmegaConf
 
 from conftest import ROOT, SMALL, run_entry, TINY
@@ -31,6 +32,7 @@ def assert_distinct_finished_trials(cwd: Path, n: int) -> None:
         assert all(f"{k}={v}" in t.user_attrs["overrides"] for k, v in t.params.items())
 
 
+@pytest.mark.slow
 def test_joblib_runs_a_batch_of_trials_in_parallel_processes(tmp_path: Path) -> None:
     done = run_entry("run.py", [*SWEEP, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "hydra.sweeper.n_jobs=2"],
                      cwd=tmp_path)
@@ -39,6 +41,7 @@ def test_joblib_runs_a_batch_of_trials_in_parallel_processes(tmp_path: Path) -> 
     assert_distinct_finished_trials(tmp_path, 2)
 
 
+@pytest.mark.slow
 def test_submitit_local_runs_the_sweep_end_to_end(tmp_path: Path) -> None:
     done = run_entry("run.py", [*SWEEP, "hydra/launcher=submitit_local", "hydra.sweeper.n_jobs=2"], cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -55,6 +58,7 @@ def test_cluster_launcher_is_submitit_slurm_with_project_defaults(tmp_path: Path
     assert launcher.cpus_per_task == 4 and launcher.timeout_min >= 60 and launcher.max_num_timeout == 0
 
 
+@pytest.mark.slow
 def test_same_seed_and_config_give_the_same_metrics_in_two_processes(tmp_path: Path) -> None:
     # Dropout, rotation, shift and zoom all draw from the seeded generators; both runs at once.
     args = [*TINY, "model=fcfree", "train.epochs=2", "data.rotation=10", "data.translate=0.1", "data.scale=0.1"]

@@ -50,6 +50,7 @@ def test_two_trials_twice_gives_four_distinct_configurations(tmp_path, mnist):
     assert (sweep_dirs[1] / "sweep.log").read_text().count("trial ") >= 2
 
 
+@pytest.mark.slow
 def test_a_configuration_the_study_holds_is_never_trained_again(tmp_path, mnist):
     # A space of two configurations and a fixed seed: the third ask can only repeat one of them.
     space = ["optim.lr=choice(0.05,0.1)", "hydra.sweeper.n_trials=3", "hydra/sweeper/sampler=random"]
@@ -64,6 +65,7 @@ def test_a_configuration_the_study_holds_is_never_trained_again(tmp_path, mnist)
     assert "every configuration tried was already in the study" in done.stdout
 
 
+@pytest.mark.slow
 def test_over_budget_candidate_is_rejected_as_pruned(tmp_path, mnist):
     # A 600-param budget: most sampled candidates are over it, but the smallest corner of the space fits, so
     # the pre-flight lets the sweep start.
@@ -81,6 +83,7 @@ def test_over_budget_candidate_is_rejected_as_pruned(tmp_path, mnist):
         assert "epochs_trained" not in t.user_attrs  # never trained
 
 
+@pytest.mark.slow
 def test_pruned_trial_ends_pruned_with_its_last_value(tmp_path, mnist):
     prune = ["hydra.sweeper.n_trials=1", "hydra.sweeper.pruner.n_startup_trials=1", "hydra.sweeper.warmup_epochs=1",
              "train.epochs=3", "hydra.sweeper.params=null", "model=fcfree", "data.val_size=200"]
@@ -94,6 +97,7 @@ def test_pruned_trial_ends_pruned_with_its_last_value(tmp_path, mnist):
     assert bad.user_attrs["reason"] == "pruned at epoch 1 by MedianPruner"
 
 
+@pytest.mark.slow
 def test_epoch_budget_stops_the_sweep_and_a_resume_adds_trials(tmp_path, mnist):
     budget = ["hydra.sweeper.n_trials=10", "hydra.sweeper.budget.epochs=3", "train.epochs=2",
               "hydra/sweeper/pruner=none"]
@@ -111,6 +115,7 @@ def test_epoch_budget_stops_the_sweep_and_a_resume_adds_trials(tmp_path, mnist):
     assert len(load(tmp_path).trials) == 4
 
 
+@pytest.mark.slow
 def test_time_budget_stops_on_time(tmp_path, mnist):
     started = time.monotonic()
     done = sweep(tmp_path, "hydra.sweeper.n_trials=50", "hydra.sweeper.budget.minutes=0.1", "train.epochs=30",
@@ -131,6 +136,7 @@ def test_bad_budget_is_one_line(tmp_path, bad):
     assert done.stderr.strip().count("\n") == 0 and key in done.stderr, done.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sampler", ["gp", "random", "tpe"])
 def test_samplers_run(tmp_path, mnist, sampler):
     sweep(tmp_path, f"hydra/sweeper/sampler={sampler}", "hydra.sweeper.n_trials=3", "train.epochs=1",
@@ -147,6 +153,7 @@ def test_pruners_build(pruner):
     assert isinstance(make_pruner(cfg.hydra.sweeper.pruner), optuna.pruners.BasePruner)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sweep_name,directions", [("small", ["maximize"]), ("tiny", ["maximize"]),
                                                    ("pareto", ["maximize", "minimize"])])
 def test_ready_sweeps_run(tmp_path, mnist, sweep_name, directions):

@@ -42,6 +42,7 @@ def test_run_py_trains_and_writes_metrics_and_checkpoint(tmp_path, mnist):
     assert checkpoint["config"]["model"]["name"] == "baseline" and "conv1.0.weight" in checkpoint["state_dict"]
 
 
+@pytest.mark.slow
 def test_run_py_over_budget_exits_fast_with_the_count(tmp_path):
     proc = run_entry("run.py", ["model.blocks.0.convs=[64,64,64]"], cwd=tmp_path)
     assert proc.returncode == 2
@@ -51,6 +52,7 @@ def test_run_py_over_budget_exits_fast_with_the_count(tmp_path):
     assert not list((tmp_path / "outputs" / "runs").glob("*"))  # the rejected run leaves no directory
 
 
+@pytest.mark.slow
 def test_summary_flags_the_linear_head_of_the_baseline(tmp_path):
     proc = run_entry("summary.py", [], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
