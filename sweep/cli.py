@@ -1,4 +1,5 @@
-"""Shared entry-point behaviour: user mistakes become one line on stderr and exit code 2."""
+"""Shared entry-point behaviour: user mistakes become one line on stderr and exit code 2; Ctrl-C,
+SIGTERM and SIGHUP end the run cleanly with exit code 128 + the signal's number."""
 from __future__ import annotations
 
 import os
@@ -7,7 +8,7 @@ import traceback
 from typing import Any, Callable, Optional
 
 EXIT_USER_ERROR = 2
-EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for Ctrl-C
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for Ctrl-C; SIGTERM 143, SIGHUP 129 (sweep.signals)
 
 
 def one_line(e: BaseException) -> str:
@@ -24,11 +25,15 @@ def one_line(e: BaseException) -> str:
 
 
 def report_errors(entry: Callable[[], Any]) -> Any:
-    """Run an entry point; print user errors as one line and exit non-zero instead of a traceback."""
+    """Run an entry point; print user errors as one line and exit non-zero instead of a traceback.
+    SIGTERM and SIGHUP raise like Ctrl-C (sweep.signals), so that the running trial is failed at once."""
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
+    from sweep import signals
     from sweep.errors import ArchSearchError
+
+    signals.install()
 
     # Hydra's own handler prints a stack trace and exits 1 for any error raised under hydra.main unless
     # HYDRA_FULL_ERROR is exactly "1"; only then does the error reach the handlers below. So it is set
@@ -46,9 +51,12 @@ def report_errors(entry: Callable[[], Any]) -> Any:
             raise
         where = f"{key}={e.filename!r}: cannot create the directory" if key else f"cannot write {e.filename}"
         print(f"error: {where} ({e.strerror})", file=sys.stderr)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        sys.exit(EXIT_INTERRUPTED)
+    except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM/SIGHUP as signals.Terminated
+        try:
+            print(signals.stderr_line(e), file=sys.stderr)
+        except OSError:  # a terminal that hung up (SIGHUP) takes no more output; the exit code still tells
+            pass
+        sys.exit(signals.exit_code(e))
     sys.exit(EXIT_USER_ERROR)
 
 

@@ -166,24 +166,61 @@ def objective_so_far(epochs: list[dict[str, Any]]) -> Optional[float]:
     return None if not vals or vals[0] is None else sum(vals) / len(vals)
 
 
+@dataclass
+class _Progress:
+    """How far a run got, for the reason and metrics.json of an interrupted one."""
+
+    epoch: int = 0  # the epoch being trained (0: not yet training)
+    result: Optional[RunResult] = None
+    started: float = field(default_factory=time.perf_counter)
+
+
 def train(cfg: DictConfig, out_dir: Optional[Path] = None, link: Any = None) -> RunResult:
-    """Train one config; under Hydra, write to the job's directory and report to its Optuna trial."""
-    started = time.perf_counter()
-    if out_dir is None and link is None:
-        out_dir, link = _from_hydra(cfg)
-    try:
-        report = _check_or_reject(cfg, out_dir, link)
-        return _train(cfg, report, out_dir, link, started)
-    except KeyboardInterrupt:
-        if link is not None:
-            try:  # the signal may have landed inside a database call; never let that hide the interrupt
-                link.fail("interrupted (SIGINT) during training")
-            except Exception as e:  # noqa: BLE001
-                log.warning(f"could not mark trial {cfg.trial} failed: {e}")
-        raise
-    finally:
-        if link is not None:
-            link.close()
+    """Train one config; under Hydra, write to the job's directory and report to its Optuna trial.
+
+    Ctrl-C, SIGTERM and SIGHUP (sweep.signals) fail the trial at once, with the signal and the epoch
+    reached, and say the same in metrics.json. In the entry point's process the interruption goes on up
+    (the sweep stops, exit 128 + signal); a job in another process (joblib, submitit) ends as a failed job."""
+    from sweep import signals
+
+    progress = _Progress()
+    with signals.job_scope() as own_handler:
+        try:
+            if out_dir is None and link is None:
+                out_dir, link = _from_hydra(cfg)
+            progress.result = RunResult("complete", _check_or_reject(cfg, out_dir, link))
+            return _train(cfg, out_dir, link, progress)
+        except KeyboardInterrupt as e:  # Ctrl-C, or signals.Terminated
+            reason = _interrupted(e, cfg, progress, out_dir, link)
+            if own_handler and isinstance(e, signals.Terminated):
+                raise signals.JobStopped(reason) from None
+            raise
+        finally:
+            if link is not None:
+                link.close()
+
+
+def _interrupted(e: BaseException, cfg: DictConfig, progress: _Progress, out_dir: Optional[Path],
+                 link: Any) -> str:
+    """Say why the run stopped in its metrics.json, then fail its trial; the reason. In that order: a
+    sweeper that waits for its jobs to fail their trials (sweep.signals.jobs_elsewhere) then finds both."""
+    from sweep import signals
+
+    where = f"during epoch {progress.epoch}" if progress.epoch else "before its first epoch"
+    reason = f"{signals.describe(e)} {where}"
+    log.warning(f"stopped: {reason}")
+    if progress.result is not None:
+        progress.result.status, progress.result.reason = "failed", reason
+        try:
+            _write(cfg, progress.result, out_dir, None, time.perf_counter() - progress.started, None, reason=reason)
+        except Exception as error:  # noqa: BLE001
+            log.warning(f"could not write metrics.json: {error}")
+    if link is not None:
+        try:  # the signal may have landed inside a database call; never let that hide the interrupt
+            link.fail(reason)
+        except Exception as error:  # noqa: BLE001
+            log.warning(f"could not mark trial {cfg.trial} failed: {error}")
+    return reason
 
 
 def _check_or_reject(cfg: DictConfig, out_dir: Optional[Path], link: Any) -> ModelReport:
@@ -234,7 +271,7 @@ def _accounting(report: ModelReport) -> dict[str, Any]:
     return {"n_params": report.params, "macs": report.macs, "fc_free": report.fc_free}
 
 
-def _train(cfg: DictConfig, report: ModelReport, out_dir: Optional[Path], link: Any, started: float) -> RunResult:
+def _train(cfg: DictConfig, out_dir: Optional[Path], link: Any, progress: _Progress) -> RunResult:
     import contextlib
 
     import torch
@@ -269,10 +306,11 @@ def _train(cfg: DictConfig, report: ModelReport, out_dir: Optional[Path], link: 
         return contextlib.nullcontext()
 
     check_every = 1 if device == "cpu" else 25  # a finiteness check syncs a GPU; on a CPU it is free
-    result = RunResult("complete", report)
+    started, result = progress.started, progress.result
     bar = _progress(cfg, steps)
     startup_s = None
     for epoch in range(1, cfg.train.epochs + 1):
+        progress.epoch = epoch
         t0 = time.perf_counter()
         model.train()
         order = torch.randperm(len(train_y), device=device, generator=gen)
