@@ -8,7 +8,7 @@ loop on Optuna's public API, because the plugin's loop cannot:
 - skip a configuration the study already holds (a resumed sweep, a second worker);
 - stop on a budget of trained epochs or minutes, and print the sweep's progress;
 - fail, before any trial, on what would make every trial fail (the pre-flight below);
-- keep the heartbeats of queued jobs, fail stale trials, and fail its own on Ctrl-C.
+- keep the heartbeats of queued jobs, fail stale trials, and fail its own on Ctrl-C, SIGTERM or SIGHUP.
 """
 
 import logging
@@ -171,7 +171,7 @@ class ArchSearchSweeper(Sweeper):
         self.n_trials, self.n_jobs, self.max_failure_rate = n_trials, n_jobs, max_failure_rate
         self.params = params or {}
         self.budget_cfg = budget
-        self.batch: List[int] = []  # storage ids of the trials being run, for heartbeats and Ctrl-C
+        self.batch: List[int] = []  # storage ids of the trials being run, for heartbeats
         self.ids: Dict[int, int] = {}  # trial number -> storage id, for the trials this run asked
         self.job_idx = 0
 
@@ -202,10 +202,11 @@ class ArchSearchSweeper(Sweeper):
         bar = SweepBar(self.n_trials)
         try:
             reason = self._loop(study, storage, distributions, fixed, budget, bar)
-        except BaseException as e:  # Ctrl-C, or a launcher that lost a job (e.g. a Slurm timeout)
-            self._fail_unfinished(storage, "interrupted (SIGINT) before its job finished"
-                                  if isinstance(e, KeyboardInterrupt) else
-                                  f"the sweep stopped before its job finished ({type(e).__name__})")
+        except BaseException as e:  # Ctrl-C, SIGTERM, SIGHUP, or a launcher that lost a job
+            from sweep.signals import describe
+
+            self._fail_unfinished(study, storage, describe(e) if isinstance(e, KeyboardInterrupt) else
+                                  f"the sweep stopped ({type(e).__name__})")
             log.warning("stopped: finished trials are kept; run the same command again to go on")
             raise
         finally:
@@ -226,7 +227,8 @@ class ArchSearchSweeper(Sweeper):
                 return f"every configuration tried was already in the study ({MAX_RESAMPLES} asks in a row)"
             overrides = [self._job_overrides(t, epochs, deadline) for t in trials]
             self.batch = [self.ids[t.number] for t in trials]
-            returns = self.launcher.launch(overrides, initial_job_idx=self.job_idx)
+            with self._jobs_may_fail_themselves(storage):
+                returns = self.launcher.launch(overrides, initial_job_idx=self.job_idx)
             self.job_idx += len(returns)
             failures = 0
             for trial, ret in zip(trials, returns):
@@ -367,21 +369,66 @@ class ArchSearchSweeper(Sweeper):
             log.info(f"Pareto front: {', '.join(f'#{t.number} {t.values}' for t in front) or 'empty'}")
         OmegaConf.save(OmegaConf.create(results), out)
 
-    def _fail_unfinished(self, storage: Any, reason: str) -> None:
-        """Fail the trials of the current batch that no job finished, so that none stays RUNNING."""
+    def _jobs_may_fail_themselves(self, storage: Any) -> Any:
+        """Around a launch whose jobs run in other processes (joblib, submitit): on Ctrl-C, SIGTERM or SIGHUP,
+        give them a moment to fail their own trials, with the epoch reached, before they are killed."""
+        import contextlib
+
+        import optuna
+        from hydra._internal.core_plugins.basic_launcher import BasicLauncher
+
+        from sweep.signals import jobs_elsewhere
+        from sweep.study import STATUS
+
+        if isinstance(self.launcher, BasicLauncher):  # the job runs here: train() handles the signal itself
+            return contextlib.nullcontext()
+        running = optuna.trial.TrialState.RUNNING
+
+        def settled() -> bool:  # every job of the batch has ended its trial or recorded how it ended
+            trials = [storage.get_trial(tid) for tid in self.batch]
+            return all(t.state != running or t.user_attrs.get(STATUS) in ("complete", "pruned", "rejected")
+                       for t in trials)
+
+        return jobs_elsewhere(settled)
+
+    def _fail_unfinished(self, study: Any, storage: Any, why: str) -> None:
+        """End every trial this run asked that is still RUNNING, so that none is left for a heartbeat to find:
+        a job that finished but was not told yet keeps its result (COMPLETE, PRUNED, or FAIL with its own
+        reason); any other is failed with `why` and how far it got (jobs in other processes may have been
+        killed before they could fail their trials themselves)."""
         import optuna
 
         from sweep.study import REASON, STATUS
 
-        for tid in self.batch:
+        state = optuna.trial.TrialState
+        for number, tid in self.ids.items():
             try:
-                if storage.get_trial(tid).state == optuna.trial.TrialState.RUNNING:
+                trial = storage.get_trial(tid)
+                if trial.state != state.RUNNING:
+                    continue
+                status, attrs = trial.user_attrs.get(STATUS), trial.user_attrs
+                if status == "complete" and attrs.get("objective") is not None:
+                    values = attrs["objective"]
+                    study.tell(number, values=values if isinstance(values, list) else [values], skip_if_finished=True)
+                    continue
+                if status in ("pruned", "rejected"):
+                    study.tell(number, state=state.PRUNED, skip_if_finished=True)
+                    continue
+                if status != "failed":
+                    if "run_dir" not in attrs:
+                        reason = f"{why} before its job started"
+                    elif trial.intermediate_values:
+                        reason = f"{why} before its job finished, after epoch {max(trial.intermediate_values)}"
+                    else:
+                        reason = f"{why} before its job finished"
                     storage.set_trial_user_attr(tid, STATUS, "failed")
                     storage.set_trial_user_attr(tid, REASON, reason)
-                    storage.set_trial_state_values(tid, optuna.trial.TrialState.FAIL)
-                    log.warning(f"trial #{storage.get_trial(tid).number} failed: {reason}")
+                study.tell(number, state=state.FAIL, skip_if_finished=True)
+                log.warning(f"trial #{number} failed: {storage.get_trial(tid).user_attrs.get(REASON)}")
             except optuna.exceptions.UpdateFinishedTrialError:  # finished meanwhile (its job failed it itself)
                 continue
+            except Exception as e:  # noqa: BLE001 - one trial's database error must not keep the others RUNNING
+                log.warning(f"trial #{number} could not be ended: {' '.join(str(e).split())[:200]}")
 
     # --- set-up ----------------------------------------------------------------------------------------
 
