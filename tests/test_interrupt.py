@@ -1,4 +1,5 @@
-"""Trials that end early: Ctrl-C (SIGINT), a killed worker (SIGKILL) and a diverging loss.
+"""Trials that end early: Ctrl-C (SIGINT), SIGTERM and SIGHUP, a Slurm job's time-limit warning
+(submitit's SIGUSR2), a killed worker (SIGKILL) and a diverging loss.
 
 Real processes and signals: nothing finished is lost, no trial stays RUNNING, and running the same
 command again goes on in a new sweep directory without touching the earlier one.
@@ -7,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -31,29 +33,38 @@ def trials(cwd: Path) -> list[optuna.trial.FrozenTrial]:
     return optuna.load_study(study_name="t", storage=f"sqlite:///{cwd}/outputs/optuna.db").get_trials()
 
 
+def in_own_process_group() -> None:
+    """preexec_fn: Ctrl-C as at a terminal, and a process group of its own, which the test can signal
+    whole, as a closed terminal or `timeout` does, without reaching pytest."""
+    sigint_as_at_a_terminal()
+    os.setpgrp()
+
+
 @pytest.fixture
-def start_sweep(tmp_path: Path) -> Iterator[Callable[[str], tuple[subprocess.Popen, Path]]]:
-    """Start the sweep in tmp_path with a short heartbeat grace, logging to tmp_path/<name>.log; a sweep
-    still running at teardown (after a failed assertion) is killed."""
+def start_sweep(tmp_path: Path) -> Iterator[Callable[..., tuple[subprocess.Popen, Path]]]:
+    """Start the sweep (SWEEP, or the args given) in tmp_path with a short heartbeat grace, logging to
+    tmp_path/<name>.log; a sweep still running at teardown (after a failed assertion) is killed, with
+    its process group."""
     procs = []
 
-    def start(name: str) -> tuple[subprocess.Popen, Path]:
+    def start(name: str, args: list[str] = SWEEP) -> tuple[subprocess.Popen, Path]:
         log = tmp_path / f"{name}.log"
-        procs.append(subprocess.Popen([sys.executable, str(ROOT / "sweep" / "run.py"), *SWEEP], cwd=tmp_path,
+        procs.append(subprocess.Popen([sys.executable, str(ROOT / "sweep" / "run.py"), *args], cwd=tmp_path,
                                       env={**os.environ, "PYTHONUNBUFFERED": "1", **FAST_GRACE},
                                       stdout=log.open("w"), stderr=subprocess.STDOUT,
-                                      preexec_fn=sigint_as_at_a_terminal))
+                                      preexec_fn=in_own_process_group))
         return procs[-1], log
 
     yield start
     for proc in procs:
         if proc.poll() is None:
-            proc.kill()
+            os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
 
 
 def wait_for_second_trial_training(proc: subprocess.Popen, log: Path, timeout: float = 240) -> None:
-    """Until the sweep's second trial has logged the first of its three epochs (the first is then finished)."""
+    """Until the sweep's second trial has logged the first of its three epochs (the first is then finished;
+    with two parallel jobs, both are training)."""
     deadline = time.monotonic() + timeout
     while log.read_text().count("epoch  1/3") < 2:
         assert proc.poll() is None, f"the sweep ended early ({proc.returncode}): {log.read_text()[-3000:]}"
@@ -123,3 +134,125 @@ def test_diverging_trials_fail_at_once_and_the_sweep_goes_on(tmp_path: Path) -> 
         assert not t.intermediate_values  # stopped inside its first epoch, never reported
         metrics = json.loads((Path(t.user_attrs["run_dir"]) / "metrics.json").read_text())
         assert metrics["status"] == "failed" and metrics["reason"] == t.user_attrs["reason"]
+
+
+# SIGTERM and SIGHUP: schedulers and tools never press Ctrl-C. Two trials, so that the sequential sweep
+# has a finished one to keep and a running one to fail; two parallel jobs are both running when hit.
+SHORT_SWEEP = ["-m", "hydra.sweeper.n_trials=2", "hydra.sweeper.study_name=t", *TINY, "train.epochs=3"]
+LAUNCHERS = {"sequential": [],
+             "joblib": ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "hydra.sweeper.n_jobs=2"]}
+
+
+def deliver(proc: subprocess.Popen, sig: int, how: str) -> None:
+    """Send sig as it comes in real life: `timeout` signals its child, then the child's whole process group;
+    a closed terminal hangs up the foreground group; `kill`, `docker stop` and systemd's main-process mode
+    reach the sweeper alone, which passes it on to its jobs."""
+    if how in ("timeout", "kill"):
+        os.kill(proc.pid, sig)
+    if how in ("timeout", "hangup"):
+        os.killpg(proc.pid, sig)
+
+
+@pytest.mark.parametrize("sig, launcher, how", [
+    pytest.param(signal.SIGTERM, "sequential", "timeout", id="SIGTERM-sequential-timeout"),
+    pytest.param(signal.SIGHUP, "sequential", "hangup", id="SIGHUP-sequential-hangup", marks=pytest.mark.slow),
+    pytest.param(signal.SIGTERM, "joblib", "timeout", id="SIGTERM-joblib-timeout", marks=pytest.mark.slow),
+    pytest.param(signal.SIGTERM, "joblib", "kill", id="SIGTERM-joblib-kill", marks=pytest.mark.slow),
+    pytest.param(signal.SIGHUP, "joblib", "hangup", id="SIGHUP-joblib-hangup", marks=pytest.mark.slow),
+])
+def test_sigterm_and_sighup_fail_the_running_trials_at_once_and_the_sweep_goes_on(
+        tmp_path: Path, start_sweep, sig: int, launcher: str, how: str) -> None:
+    name, args = signal.Signals(sig).name, [*SHORT_SWEEP, *LAUNCHERS[launcher]]
+    proc, log = start_sweep("first", args)
+    wait_for_second_trial_training(proc, log)
+    deliver(proc, sig, how)
+    assert proc.wait(timeout=60) == 128 + sig, log.read_text()[-3000:]
+    # The entry point's line; not always the log's last: a hang-up of the whole group also kills loky's
+    # resource tracker, and the one loky starts instead prints tracebacks of what it never tracked.
+    assert f"\nterminated ({name})\n" in log.read_text()
+
+    # Right after the exit: no trial RUNNING; each one that was training says why and how far it got,
+    # and so does its metrics.json; a finished one stays finished.
+    study = trials(tmp_path)
+    assert not [t for t in study if t.state == RUNNING]
+    stopped = [t for t in study if t.state == FAIL]
+    assert len(stopped) == (1 if launcher == "sequential" else 2) and len(study) == 2
+    for t in stopped:
+        assert t.user_attrs["status"] == "failed"
+        assert re.fullmatch(rf"terminated \({name}\) during epoch [123]", t.user_attrs["reason"]), t.user_attrs
+        metrics = json.loads((Path(t.user_attrs["run_dir"]) / "metrics.json").read_text())
+        assert metrics["status"] == "failed" and metrics["reason"] == t.user_attrs["reason"]
+    assert all(t.state == COMPLETE for t in study if t not in stopped)
+    kept = finished_trial_files(tmp_path)
+
+    # The same command goes on at once, with the default heartbeat grace: there is nothing stale to wait for.
+    again = run_entry("run.py", args, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "stale" not in again.stdout + again.stderr
+    new = [t for t in trials(tmp_path)[len(study):] if t.user_attrs.get("status") != "duplicate"]
+    assert [t.state for t in new] == [COMPLETE] * 2
+    assert finished_trial_files(tmp_path).items() >= kept.items()  # earlier results, byte for byte
+
+
+def submitit_job_pid(cwd: Path) -> int | None:
+    """The process of the submitit job that a sweep started in cwd runs its trial in, if there is one yet."""
+    for entry in Path("/proc").iterdir():
+        try:
+            if b"submitit.core._submit" in (entry / "cmdline").read_bytes() and (entry / "cwd").resolve() == cwd:
+                return int(entry.name)
+        except (OSError, ValueError):
+            continue
+    return None
+
+
+@pytest.mark.slow
+def test_a_slurm_time_limit_warning_fails_the_submitit_jobs_trial_and_the_sweep_goes_on(
+        tmp_path: Path, start_sweep) -> None:
+    # Slurm sends a submitit job SIGUSR2 signal_delay_s before its time limit, and on preemption; the
+    # sweeper is not signalled. The job fails its own trial with the reason, and the sweep goes on.
+    proc, log = start_sweep("first", [*SHORT_SWEEP, "hydra/launcher=submitit_local", "hydra.sweeper.n_jobs=1"])
+    deadline = time.monotonic() + 240
+    while not any("epoch  1/3" in p.read_text() for p in tmp_path.glob("outputs/sweeps/t/*/.submitit/*/*_log.out")):
+        assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+        time.sleep(0.1)
+    pid = submitit_job_pid(tmp_path.resolve())
+    assert pid is not None
+    os.kill(pid, signal.SIGUSR2)
+    assert proc.wait(timeout=240) == 0, log.read_text()[-3000:]
+    warned, second = trials(tmp_path)
+    assert warned.state == FAIL and warned.user_attrs["status"] == "failed"
+    assert re.fullmatch(r"terminated \(SIGUSR2: the job's time limit or preemption\) during epoch [123]",
+                        warned.user_attrs["reason"]), warned.user_attrs
+    metrics = json.loads((Path(warned.user_attrs["run_dir"]) / "metrics.json").read_text())
+    assert metrics["status"] == "failed" and metrics["reason"] == warned.user_attrs["reason"]
+    assert second.state == COMPLETE
+
+
+def test_a_stopped_sweep_keeps_what_its_jobs_finished_and_fails_the_rest_with_how_far_they_got(tmp_path: Path) -> None:
+    # The sweeper's safety net, after its jobs in other processes were killed before the sweeper could
+    # tell their trials: a finished job's trial keeps its result, the others fail with what is known.
+    from hydra_plugins.archsearch_sweeper.archsearch_sweeper import ArchSearchSweeper
+    from sweep.study import open_storage, trial_id
+
+    storage = open_storage(f"sqlite:///{tmp_path}/optuna.db")
+    study = optuna.create_study(study_name="t", storage=storage, direction="maximize")
+    complete, pruned, failed, training, queued = (study.ask() for _ in range(5))
+    for t in (complete, pruned, failed, training):
+        t.set_user_attr("run_dir", str(tmp_path / f"trial_{t.number}"))
+        t.report(0.5, 1)
+    for t, status in ((complete, "complete"), (pruned, "pruned"), (failed, "failed")):
+        t.set_user_attr("status", status)
+    complete.set_user_attr("objective", 0.9)
+    failed.set_user_attr("reason", "terminated (SIGTERM) during epoch 2")  # its job said so, then was killed
+    training.report(0.6, 2)
+    sweeper = ArchSearchSweeper.__new__(ArchSearchSweeper)
+    sweeper.ids = {t.number: trial_id(storage, "t", t.number) for t in (complete, pruned, failed, training, queued)}
+
+    sweeper._fail_unfinished(study, storage, "terminated (SIGTERM)")
+    after = study.get_trials()
+    assert [t.state for t in after] == [COMPLETE, optuna.trial.TrialState.PRUNED, FAIL, FAIL, FAIL]
+    assert after[0].value == 0.9 and after[1].value == 0.5
+    assert [t.user_attrs.get("reason") for t in after[2:]] == [
+        "terminated (SIGTERM) during epoch 2", "terminated (SIGTERM) before its job finished, after epoch 2",
+        "terminated (SIGTERM) before its job started"]
+    assert all(t.user_attrs["status"] == "failed" for t in after[2:])
