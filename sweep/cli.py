@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 import sys
-import traceback
 from typing import Any, Callable, Optional
+
+from hydra.experimental.callback import Callback
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for Ctrl-C; SIGTERM 143, SIGHUP 129 (sweep.signals)
@@ -60,12 +61,22 @@ def report_errors(entry: Callable[[], Any]) -> Any:
     sys.exit(EXIT_USER_ERROR)
 
 
+class OutputDirs(Callback):
+    """A Hydra callback (conf/config.yaml, hydra.callbacks) that remembers the run's output directory
+    before Hydra tries to create it, so that a failure there can be reported with its key."""
+
+    dirs: dict[str, str] = {}
+
+    def on_run_start(self, config: Any, **kwargs: Any) -> None:
+        OutputDirs.dirs = {"hydra.run.dir": os.path.abspath(str(config.hydra.run.dir))}
+
+    def on_multirun_start(self, config: Any, **kwargs: Any) -> None:
+        OutputDirs.dirs = {"hydra.sweep.dir": os.path.abspath(str(config.hydra.sweep.dir))}
+
+
 def _output_dir_key(e: OSError) -> Optional[str]:
     """hydra.run.dir or hydra.sweep.dir when e is Hydra failing to create a job's directory, else None."""
-    for frame, _ in traceback.walk_tb(e.__traceback__):
-        # hydra.core.utils.run_job makes the job's directory before the task starts; its job_dir_key says which
-        if frame.f_code.co_name == "run_job" and "job_dir_key" in frame.f_locals and e.filename is not None:
-            output_dir = str(frame.f_locals.get("output_dir", ""))
-            if output_dir.startswith(str(e.filename)) or str(e.filename).startswith(output_dir):
-                return frame.f_locals["job_dir_key"]
-    return None
+    if e.filename is None:
+        return None
+    failed = os.path.abspath(str(e.filename))
+    return next((key for key, d in OutputDirs.dirs.items() if d.startswith(failed) or failed.startswith(d)), None)

@@ -124,12 +124,21 @@ def read_metrics(path: Path) -> dict[str, Any]:
 
 
 def find_baseline() -> Optional[Path]:
-    """The newest seed confirmation of the documented Net, else its newest single run (cwd-relative)."""
+    """The newest complete seed confirmation of the documented Net, else its newest complete single run
+    (cwd-relative): an interrupted or diverged run is no reference."""
     for pattern in BASELINE_GLOBS:
         found = sorted(Path().glob(pattern), key=lambda p: p.stat().st_mtime)
-        if found:
-            return found[-1]
+        complete = [p for p in found if _status(p) == "complete"]
+        if complete:
+            return complete[-1]
     return None
+
+
+def _status(metrics_path: Path) -> Optional[str]:
+    try:
+        return json.loads(metrics_path.read_text()).get("status")
+    except (OSError, ValueError):
+        return None
 
 
 def metrics_row(metrics: dict[str, Any], label: str) -> Row:

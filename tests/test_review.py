@@ -388,3 +388,17 @@ def test_upgraded_old_study_reviews_quietly(upgraded: str) -> None:
 ])
 def test_upgrade_hint_only_for_an_older_schema(exc: BaseException) -> None:
     assert schema_upgrade_hint("sqlite:///x.db", exc) is None
+
+
+def test_the_baseline_reference_is_a_complete_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    from sweep.rows import find_baseline
+
+    monkeypatch.chdir(tmp_path)
+    runs = tmp_path / "outputs" / "runs"
+    for name, status, mtime in (("a_baseline", "complete", 1), ("b_baseline", "failed", 2)):
+        (runs / name).mkdir(parents=True)
+        (runs / name / "metrics.json").write_text(json.dumps({"status": status}))
+        os.utime(runs / name / "metrics.json", (mtime, mtime))
+    assert find_baseline() == Path("outputs/runs/a_baseline/metrics.json")  # the newer one was interrupted

@@ -159,8 +159,9 @@ def _positive(key: str, value: Any, kind: type) -> None:
 
 class ArchSearchSweeper(Sweeper):
     def __init__(self, sampler: Any, pruner: Any, direction: Any, storage: Optional[str], study_name: Optional[str],
-                 n_trials: int, n_jobs: int, max_failure_rate: float, params: Optional[DictConfig],
-                 budget: Any, warmup_epochs: int = 1, search_space: Any = None, custom_search_space: Optional[str] = None) -> None:
+                 n_trials: int, n_jobs: int, max_failure_rate: float, params: Optional[DictConfig], budget: Any,
+                 warmup_epochs: int = 1, search_space: Any = None, custom_search_space: Optional[str] = None) -> None:
+        # warmup_epochs is read by the pruner configs, through interpolation
         if search_space is not None or custom_search_space is not None:
             raise ConfigError("hydra.sweeper.search_space / custom_search_space: not supported here; "
                               "describe the space in hydra.sweeper.params")
