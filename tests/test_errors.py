@@ -199,3 +199,17 @@ def test_preflight_candidates_take_every_choice_and_range_end(params: dict[str, 
 
     parsed = OverridesParser.create().parse_overrides([f"{k}={v}" for k, v in params.items()])
     assert _candidates(parsed) == expected
+
+
+def test_a_missing_sweeper_plugin_is_one_line_naming_the_install(tmp_path: Path) -> None:
+    # What `pip install -e .` alone leaves: the plugin is not listed in pyproject.toml (its optuna<3 pin).
+    (tmp_path / "sitecustomize.py").write_text(
+        "import sys\n"
+        "class Hide:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.startswith('hydra_plugins.hydra_optuna_sweeper'):\n"
+        "            raise ModuleNotFoundError(f\"No module named '{name}'\", name=name)\n"
+        "sys.meta_path.insert(0, Hide())\n")
+    done = run_entry("run.py", TINY, cwd=tmp_path, env={"PYTHONPATH": str(tmp_path)})
+    assert_one_line_error(done, r"^error: hydra-optuna-sweeper is not installed; .*"
+                                r"pip install --no-deps hydra-optuna-sweeper==1\.3\.0")

@@ -34,11 +34,14 @@ def assert_distinct_finished_trials(cwd: Path, n: int) -> None:
 
 @pytest.mark.slow
 def test_joblib_runs_a_batch_of_trials_in_parallel_processes(tmp_path: Path) -> None:
-    done = run_entry("run.py", [*SWEEP, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "hydra.sweeper.n_jobs=2"],
-                     cwd=tmp_path)
+    # train.threads=0: each job takes its share of the cores, not a thread per core (oversubscription).
+    done = run_entry("run.py", [*SWEEP, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "hydra.sweeper.n_jobs=2",
+                                "train.threads=0"], cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "Joblib.Parallel(n_jobs=2," in done.stdout  # one batch of two jobs, in two worker processes
     assert_distinct_finished_trials(tmp_path, 2)
+    for metrics in tmp_path.glob("outputs/sweeps/t/*/trial_*/metrics.json"):
+        assert json.loads(metrics.read_text())["machine"]["torch_threads"] == max(1, os.cpu_count() // 2)
 
 
 @pytest.mark.slow
