@@ -409,7 +409,9 @@ def _progress(cfg: DictConfig, steps: int) -> Any:
         return None
     from tqdm import tqdm
 
-    return tqdm(total=steps * cfg.train.epochs, unit="batch", leave=False, dynamic_ncols=True)
+    # In a sweep the sweep's own bar holds the top line (sweep/progress.py).
+    return tqdm(total=steps * cfg.train.epochs, unit="batch", leave=False, dynamic_ncols=True,
+                position=0 if cfg.trial is None else 1)
 
 
 def _write(cfg: DictConfig, result: RunResult, out_dir: Optional[Path], model: Any, wall: Optional[float],

@@ -1,13 +1,15 @@
 """The Optuna sweep through the real sweeper, shrunk: trials, resume without duplicates, rejection,
 pruning, budgets, progress, samplers."""
 import re
+import subprocess
+import sys
 import time
 
 import optuna
 import pytest
 from omegaconf import OmegaConf
 
-from conftest import TINY, run_entry
+from conftest import ROOT, TINY, run_entry
 
 STUDY = "t"
 SWEEP = ["-m", "hydra.sweeper.n_trials=2", f"hydra.sweeper.study_name={STUDY}", *TINY]
@@ -161,3 +163,15 @@ def test_ready_sweeps_run(tmp_path, mnist, sweep_name, directions):
     study = load(tmp_path)
     assert [d.name.lower() for d in study.directions] == directions
     assert len(study.trials) == 2
+
+
+@pytest.mark.slow
+def test_a_terminal_shows_one_bar_across_the_sweep(tmp_path, mnist):
+    # `script` gives the sweep a pseudo-terminal, sized as a user's would be.
+    command = " ".join(["stty cols 150 rows 40;", sys.executable, str(ROOT / "sweep" / "run.py"), *SWEEP,
+                        "train.progress=true"])
+    done = subprocess.run(["script", "-qec", command, "/dev/null"], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:]
+    assert re.search(r"sweep: 100%\S* 2/2 \[.*best #\d", done.stdout), done.stdout[-3000:]  # the sweep's bar
+    assert "batch/s" in done.stdout or "s/batch" in done.stdout  # and each trial's own bar below it
