@@ -176,7 +176,10 @@ def test_sigterm_and_sighup_fail_the_running_trials_at_once_and_the_sweep_goes_o
     study = trials(tmp_path)
     assert not [t for t in study if t.state == RUNNING]
     stopped = [t for t in study if t.state == FAIL]
-    assert len(stopped) == (1 if launcher == "sequential" else 2) and len(study) == 2
+    # Sequential: the second trial was training. Joblib: both were, but under load one of the two jobs
+    # may finish its last epoch before the signal lands; it then stays COMPLETE.
+    assert len(study) == 2 and (len(stopped) == 1 if launcher == "sequential" else 1 <= len(stopped) <= 2)
+    assert all(t.state == COMPLETE for t in study if t not in stopped)
     for t in stopped:
         assert t.user_attrs["status"] == "failed"
         assert re.fullmatch(rf"terminated \({name}\) during epoch [123]", t.user_attrs["reason"]), t.user_attrs

@@ -310,7 +310,6 @@ class ArchSearchSweeper(Sweeper):
         state = optuna.trial.TrialState
         tid = self.ids[trial.number]
         status = storage.get_trial(tid).user_attrs.get(STATUS)
-        values = None
         if ret.status == JobStatus.COMPLETED and status == "complete":
             result = ret.return_value
             values = [float(v) for v in (result if isinstance(result, (list, tuple)) else [result])]
@@ -376,13 +375,12 @@ class ArchSearchSweeper(Sweeper):
         import contextlib
 
         import optuna
-        from hydra._internal.core_plugins.basic_launcher import BasicLauncher
 
         from sweep.signals import jobs_elsewhere
         from sweep.study import STATUS
 
-        if isinstance(self.launcher, BasicLauncher):  # the job runs here: train() handles the signal itself
-            return contextlib.nullcontext()
+        if str(self.config.hydra.launcher._target_).endswith(".BasicLauncher"):  # jobs run in this process:
+            return contextlib.nullcontext()  # train() handles the signal itself
         running = optuna.trial.TrialState.RUNNING
 
         def settled() -> bool:  # every job of the batch has ended its trial or recorded how it ended
@@ -445,8 +443,8 @@ class ArchSearchSweeper(Sweeper):
         return search_space([f"{k}={v}" for k, v in self.params.items()] + list(arguments))
 
     def _create_study(self, storage: Any, exists: int) -> Any:
-        """Create or load the study, its sampler seeded per run: seed + the trials the study already holds,
-        so a resumed sweep (or a second worker) does not replay the same random start-up."""
+        """Create or load the study, its sampler's seed mixed with the number of trials the study already
+        holds, so a resumed sweep (or a second worker) does not replay the same random start-up."""
         import optuna
         from hydra.utils import instantiate
 
