@@ -16,7 +16,7 @@ from pathlib import Path
 import optuna
 import pytest
 
-from conftest import ROOT, SMALL, TINY
+from conftest import ROOT, TINY
 from pg import postgres_url  # noqa: F401 - the fixture
 
 PER_WORKER = 2

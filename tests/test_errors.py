@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from conftest import SMALL, compose, run_entry, TINY
+from conftest import TINY, compose, run_entry
 from sweep.errors import ConfigError
 
 SWEEP = ["-m", "hydra.sweeper.n_trials=1", "hydra.sweeper.study_name=t", *TINY]

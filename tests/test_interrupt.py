@@ -19,7 +19,7 @@ from typing import Callable, Iterator
 import optuna
 import pytest
 
-from conftest import ROOT, SMALL, run_entry, sigint_as_at_a_terminal, TINY
+from conftest import ROOT, TINY, run_entry, sigint_as_at_a_terminal
 from sweep.study import GRACE_ENV
 
 # Three epochs, so that a signal sent after a trial's first epoch lands in the middle of its training.

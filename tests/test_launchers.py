@@ -14,7 +14,7 @@ import optuna
 import pytest
 from omegaconf import OmegaConf
 
-from conftest import ROOT, SMALL, run_entry, TINY
+from conftest import ROOT, TINY, run_entry
 
 SWEEP = ["-m", "hydra.sweeper.n_trials=2", "hydra.sweeper.study_name=t", *TINY]
 
