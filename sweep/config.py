@@ -37,7 +37,7 @@ class BlockConfig:
 
 @dataclass
 class ArchConfig:
-    """The searched FC-free family, which the builder expands into blocks (sweep/model.py, arch_blocks):
+    """The searched FC-free family, which the builder expands into blocks (sweep/model.py, arch_model):
     `pre` 3x3 convs (widths c1, then c2), a 2x2 max-pool, an optional 1x1 transition to t, `post` 3x3
     convs (the first half c3, the rest c4), then GAP and a 1x1 conv to the classes."""
     pre: int = 2  # 3x3 convs before the pool: where the pool goes

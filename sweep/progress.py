@@ -1,14 +1,11 @@
 """A sweep's budget and its progress line: trials, trained epochs and minutes, the best so far, an ETA."""
 from __future__ import annotations
 
-import logging
 import math
 import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any, Optional
-
-log = logging.getLogger("sweep")
 
 
 @dataclass

@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 GRACE_ENV = "ARCHSEARCH_HEARTBEAT_GRACE_S"
 DEFAULT_GRACE_SECONDS = 60
 SQLITE_BUSY_SECONDS = 60  # concurrent workers on one SQLite file wait for its lock instead of failing at 5 s
-STATUS = "status"  # user attr: running | complete | pruned | rejected | failed | duplicate
+STATUS = "status"  # user attr, set when a job ends: complete | pruned | rejected | failed | duplicate
 REASON = "reason"
 
 T = TypeVar("T")
