@@ -9,7 +9,7 @@ from conftest import DATA, SMALL, compose
 from torch import nn
 
 from sweep.model import Dropout
-from sweep.train import to_input
+from sweep.train import affine_grid, to_input
 
 ZERO, ONE = (0 - 0.1307) / 0.3081, (1 - 0.1307) / 0.3081  # black and white pixels after Normalize
 INDICES = [0, 1, 7, 4242, 9999]  # in both splits
@@ -53,6 +53,17 @@ def test_small_rotation_keeps_range_and_background(mnist) -> None:
     corners = torch.cat([x[..., :3, :3], x[..., :3, -3:], x[..., -3:, :3], x[..., -3:, -3:]]).flatten()
     torch.testing.assert_close(corners, torch.full_like(corners, ZERO))
     assert (x.amax(dim=(1, 2, 3)) > ONE / 2).all()  # every digit is still there
+
+
+def test_affine_grid_matches_torch() -> None:
+    import torch.nn.functional as F
+
+    g = torch.Generator().manual_seed(0)
+    angle, scale, shift = torch.rand(16, generator=g) - 0.5, 1 + torch.rand(16, generator=g) / 5, torch.rand(16, 2) - 0.5
+    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+    theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
+    want = F.affine_grid(theta, [16, 1, 28, 20], align_corners=False)
+    torch.testing.assert_close(affine_grid(cos, sin, shift, 28, 20), want, atol=1e-6, rtol=0)
 
 
 @pytest.fixture
