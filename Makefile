@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 OPTUNA_PLUGIN := hydra-optuna-sweeper==1.3.0
 PG_INITDB := $(wildcard /usr/lib/postgresql/*/bin/initdb)
 
-.PHONY: sweep test test-all postgres clean
+.PHONY: sweep test test-all gpu-check postgres clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -24,6 +24,9 @@ test: $(VENV)/.installed postgres  ## the default suite (slow tests excluded)
 
 test-all: $(VENV)/.installed postgres
 	$(PY) -m pytest $(ARGS)
+
+gpu-check: $(VENV)/.installed  ## the CUDA tests and GPU timings (needs a CUDA device; a few minutes)
+	PY=$(PY) bash sweep/gpu_check.sh
 
 postgres:  ## the concurrency tests start a throw-away PostgreSQL cluster; they need its binaries
 ifeq ($(PG_INITDB),)

@@ -126,18 +126,18 @@ def evaluate_checkpoint(path: Path, device: str, data_root: str | None) -> dict[
 def _test_accuracy(model: Any, cfg: Any, device: str, data_root: str | None) -> tuple[float, int, str]:
     """Accuracy on all 10k test images, measured by training's own evaluate() (eval mode, to_input's
     normalization), with the model and the batches in the run's memory format; fp32 on a CPU, the run's
-    precision rule (auto = bf16) on CUDA."""
+    precision (resolve_precision) on CUDA."""
     import contextlib
 
     import torch
 
     from sweep.data import load_mnist
-    from sweep.train import evaluate
+    from sweep.train import evaluate, resolve_precision
 
     model = model.to(device)
     if cfg.train.channels_last:  # to_input makes the batches channels_last too
         model = model.to(memory_format=torch.channels_last)
-    bf16 = device == "cuda" and cfg.train.precision in ("auto", "bf16")
+    bf16 = device == "cuda" and resolve_precision(cfg.train.precision) == "bf16"
 
     def autocast() -> Any:
         return torch.autocast(device_type=device, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
