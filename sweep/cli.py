@@ -52,6 +52,12 @@ def report_errors(entry: Callable[[], Any]) -> Any:
             raise
         where = f"{key}={e.filename!r}: cannot create the directory" if key else f"cannot write {e.filename}"
         print(f"error: {where} ({e.strerror})", file=sys.stderr)
+    except AssertionError as e:  # OmegaConf asserts, past Hydra's error handling, on a key under a null node
+        override = _override_under_null_arch(e)
+        if override is None:
+            raise
+        print(f"error: {override}: the chosen model has no arch (model.arch is null); "
+              "the model.arch keys belong to model=fcfree", file=sys.stderr)
     except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM/SIGHUP as signals.Terminated
         try:
             print(signals.stderr_line(e), file=sys.stderr)
@@ -59,6 +65,14 @@ def report_errors(entry: Callable[[], Any]) -> Any:
             pass
         sys.exit(signals.exit_code(e))
     sys.exit(EXIT_USER_ERROR)
+
+
+def _override_under_null_arch(e: AssertionError) -> Optional[str]:
+    """The command line's model.arch.* override when e is OmegaConf refusing it because model.arch is null
+    (model=baseline has no arch), else None. model.arch is the only null node of the configs with keys."""
+    if "Unexpected type for root: NoneType" not in str(e):
+        return None
+    return next((a for a in sys.argv[1:] if a.lstrip("+").startswith("model.arch.")), None)
 
 
 class OutputDirs(Callback):

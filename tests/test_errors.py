@@ -44,6 +44,8 @@ RUN_CASES = {  # the overrides, then a pattern the one-line error must match: ke
     "value-range": (["optim.lr=0"], r"^error: optim\.lr=0\.0: must be > 0 and <= 10$"),
     "over-budget": (["model=baseline", "constraints.max_params=10000"],
                     r"model has 19,642 params; constraints\.max_params=10000 requires fewer"),
+    "arch-key-of-baseline": (["model.arch.pre=1"], r"^error: model\.arch\.pre=1: the chosen model has no arch .*"
+                                                    r"model=fcfree$"),
     "output-dir": (["hydra.run.dir=/proc/forbidden"], r"hydra\.run\.dir='/proc/forbidden': cannot create"),
     "output-dir-is-a-file": (["hydra.run.dir=/dev/null/run"], r"hydra\.run\.dir='/dev/null/run'.*Not a directory"),
 }
@@ -64,6 +66,7 @@ SWEEP_CASES = {
     "space-does-not-fit-model": (["model=baseline"],
                                  r"^error: hydra\.sweeper\.params: model\.arch\.pre cannot be searched: model\.arch is "
                                  r"null in this config$"),
+    "arch-key-of-baseline": (["+model.arch.post=3"], r"^error: \+model\.arch\.post=3: the chosen model has no arch"),
     "no-candidate-fits": (["constraints.max_params=1000"],
                           r"none of the \d+ candidates tried .* fits: .*constraints\.max_params=1000"),
     "fixed-model-over-budget": (["model=fcfree", *TOP_WIDTHS, *DEFAULT_ARCH, "model.dropout=0.1",
