@@ -4,7 +4,7 @@
 #   precision  fcfree_5k5, seed 1, 15 epochs on the full 60k, in bf16 and in fp32: seconds per trial, and
 #              the mean test accuracy of the last 3 epochs next to the CPU run of RESULTS.md;
 #   sharing    the default sweep (python sweep/run.py -m) on a budget of MINUTES (2) with 1, 2 and 4 trials
-#              at once on the one GPU (joblib): trials per hour.
+#              at once on the one GPU (joblib): trained epochs per hour.
 # PY picks the interpreter (default .venv/bin/python); everything is written under outputs/gpu-check.
 set -euo pipefail
 PY=${PY:-.venv/bin/python}
