@@ -34,9 +34,11 @@ def trials(cwd: Path) -> list[optuna.trial.FrozenTrial]:
 
 
 def in_own_process_group() -> None:
-    """preexec_fn: Ctrl-C as at a terminal, and a process group of its own, which the test can signal
-    whole, as a closed terminal or `timeout` does, without reaching pytest."""
+    """preexec_fn: Ctrl-C and a hang-up as at a terminal (a suite started with nohup ignores SIGHUP, and
+    children inherit that), and a process group of its own, which the test can signal whole, as a closed
+    terminal or `timeout` does, without reaching pytest."""
     sigint_as_at_a_terminal()
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
     os.setpgrp()
 
 
