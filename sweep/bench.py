@@ -138,23 +138,33 @@ def trainer_run(cfg: DictConfig, images: int) -> tuple[int, float, float]:
     return images, result.epochs[0]["seconds"], startup_s
 
 
-def bare_loop(cfg: DictConfig, images: int) -> Loop:
-    """(c): fixed batches of pre-normalized images in memory, the same model and optimizer as train()."""
+def bare_setup(cfg: DictConfig, images: int) -> tuple[Any, list[tuple[Any, Any]], Any]:
+    """(c)'s model, batches and optimizer: train()'s model, optimizer and memory layout (its rule when
+    train.channels_last is null), with every batch pre-normalized in memory."""
     import torch
-    import torch.nn.functional as F
 
     from sweep.data import load_mnist
     from sweep.model import build_model
-    from sweep.train import make_optimizer, to_input
+    from sweep.train import make_optimizer, to_input, use_channels_last
 
     data, bs = load_mnist(cfg.data.root), cfg.train.batch_size
-    x, y = to_input(data.train_images[:images], cfg), data.train_labels[:images]  # same memory format as train()
+    channels_last = use_channels_last(cfg, "cpu")
+    x, y = to_input(data.train_images[:images], cfg, channels_last=channels_last), data.train_labels[:images]
     batches = [(x[i: i + bs], y[i: i + bs]) for i in range(0, images, bs)]
     torch.manual_seed(cfg.seed)
     model, _ = build_model(cfg.model)
-    if cfg.train.channels_last:
+    if channels_last:
         model = model.to(memory_format=torch.channels_last)
     opt, _ = make_optimizer(model, cfg, len(batches))
+    return model, batches, opt
+
+
+def bare_loop(cfg: DictConfig, images: int) -> Loop:
+    """(c): fixed batches of pre-normalized images in memory, the same model and optimizer as train()."""
+    import torch.nn.functional as F
+
+    model, batches, opt = bare_setup(cfg, images)
+    bs = cfg.train.batch_size
 
     def run(n: int) -> tuple[int, float]:
         model.train()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import DATA, run_entry
+from conftest import DATA, compose, run_entry
 
 TINY = ["data.train_subset=1000", "data.val_size=200", "data.test_subset=200", f"data.root={DATA}"]
 # --search shrunk to almost nothing: 1-epoch trials of TINY (the proxy's 5 epochs lose to these), one thread.
@@ -34,6 +34,28 @@ def test_loop_bench_times_the_tutorial_loop_the_trainer_and_the_bare_loop(tmp_pa
     assert all(float(cells[0].replace(",", "")) > 0 for cells in rows.values())  # img/s
     assert re.search(r"^\(b\)/\(a\) = \d+\.\d\dx", done.stdout, re.M)
     assert "per-trial overhead" in done.stdout
+
+
+@pytest.mark.parametrize("threads, layout, want_channels_last", [
+    (1, "null", True), (2, "null", False), (1, "false", False), (2, "true", True)])
+def test_bare_loop_uses_the_trainers_memory_layout(threads: int, layout: str, want_channels_last: bool) -> None:
+    """(c) is only a ceiling for (b) on the same layout: input and weights follow train()'s rule when
+    train.channels_last is null (channels_last with one thread), or the setting when it is given."""
+    import torch
+
+    from sweep.bench import bare_setup
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)  # as bench() does from train.threads
+    try:
+        model, _, _ = bare_setup(compose(["model=fcfree", f"train.channels_last={layout}",
+                                                f"data.root={DATA}"]), 256)
+    finally:
+        torch.set_num_threads(before)
+    # One input channel is contiguous in both layouts, so the convs on several channels tell.
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d) and m.in_channels > 1]
+    fmt = torch.channels_last if want_channels_last else torch.contiguous_format
+    assert convs and all(conv.weight.is_contiguous(memory_format=fmt) for conv in convs)
 
 
 @pytest.mark.slow
