@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_entry
+from conftest import ROOT, run_entry
 from sweep import results as rs
 from sweep.errors import StorageError
 from sweep.rows import first_epoch_at
@@ -232,3 +232,21 @@ def test_writes_the_searches_section_and_progress_plot(confirm: Path, tmp_path: 
     assert "![best objective vs epochs trained](results/best_vs_epochs.png)" in text
     assert "- **small**: best trial #0 (hand-queued starting point): model.widths.c1=8, optim.lr=0.1." in text
     assert (tmp_path / "results" / "best_vs_epochs.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def shipped_experiments() -> list[Path]:
+    return sorted(p for p in (ROOT / "conf" / "experiment").glob("*.yaml") if p.stem != rs.BASELINE)
+
+
+@pytest.mark.parametrize("path", shipped_experiments(), ids=lambda p: p.stem)
+def test_shipped_experiments_say_what_the_committed_runs_show(path: Path) -> None:
+    """Line 2 of conf/experiment/NAME.yaml (Hydra needs `# @package` first) says CONFIRMED only when the runs
+    under results/confirm confirm NAME, and a confirmed one ships every seed's checkpoint for evaluate.py."""
+    found = {e.name: e for e in rs.find_experiments(ROOT / "results" / "confirm")}
+    mark = path.read_text().splitlines()[1]
+    e = found.get(path.stem)
+    if e is not None and e.confirmed:
+        assert mark.startswith("# CONFIRMED"), mark
+        assert all((r.path / "model.pt").is_file() for r in e.runs), [str(r.path) for r in e.runs]
+    else:
+        assert mark.startswith("# NOT CONFIRMED"), mark
