@@ -212,8 +212,11 @@ def experiment_section(e: Experiment) -> list[str]:
              fmt_pct(statistics.mean(r.last)) if r.last else "-", fmt_pct(min(r.last, default=None)),
              str(r.first_at_target or "-"), str(len(r.test)), fmt_duration(r.wall_s), r.status, f"`{r.path}`"]
             for r in e.runs]
-    return [f"### {e.label}", "", e.verdict(), "", md_table(headers, rows), "", "Reproduce:", "", "```bash",
-            *e.commands(), "```", ""]
+    weights = [r.path / "model.pt" for r in e.runs if (r.path / "model.pt").is_file()]
+    evaluate = ["Each seed's final weights; re-measure them from the checkpoints alone with:", "", "```bash",
+                f"python sweep/evaluate.py {' '.join(p.as_posix() for p in weights)}", "```", ""] if weights else []
+    return [f"### {e.label}", "", e.verdict(), "", md_table(headers, rows), "", *evaluate, "Reproduce:", "",
+            "```bash", *e.commands(), "```", ""]
 
 
 # ---------------------------------------------------------------- the searches

@@ -112,6 +112,19 @@ def test_writes_results_md_plot_and_sweep_cost(confirm: Path, tmp_path: Path, ca
     assert "good: CONFIRMED" in capsys.readouterr().out
 
 
+def test_section_gives_the_evaluate_command_for_the_shipped_checkpoints(tmp_path: Path) -> None:
+    for seed in (1, 2, 3):
+        write_run(tmp_path, "kept", seed, 9000, [], [0.9945, 0.9946, 0.9947])
+        if seed != 2:  # a seed without weights is left out, not named
+            (tmp_path / "kept" / f"seed_{seed}" / "model.pt").write_bytes(b"")
+    write_run(tmp_path, "bare", 1, 9000, [], [0.9945, 0.9946, 0.9947])
+    found = {e.name: e for e in rs.find_experiments(tmp_path)}
+    kept = (tmp_path / "kept").as_posix()
+    want = f"python sweep/evaluate.py {kept}/seed_1/model.pt {kept}/seed_3/model.pt"
+    assert want in rs.experiment_section(found["kept"])
+    assert not any("evaluate.py" in line for line in rs.experiment_section(found["bare"]))
+
+
 def test_no_runs_is_one_line_error(tmp_path: Path) -> None:
     result = run_entry("results.py", ["--confirm-dir", str(tmp_path), "--out", str(tmp_path / "R.md")], cwd=tmp_path)
     assert result.returncode == 2 and result.stderr.count("\n") == 1
