@@ -48,8 +48,8 @@ def test_bare_loop_uses_the_trainers_memory_layout(threads: int, layout: str, wa
     before = torch.get_num_threads()
     torch.set_num_threads(threads)  # as bench() does from train.threads
     try:
-        model, _, _ = bare_setup(compose(["model=fcfree", f"train.channels_last={layout}",
-                                                f"data.root={DATA}"]), 256)
+        model, _, _ = bare_setup(compose(["model=fcfree", f"train.channels_last={layout}", f"data.root={DATA}"]),
+                                 256)
     finally:
         torch.set_num_threads(before)
     # One input channel is contiguous in both layouts, so the convs on several channels tell.

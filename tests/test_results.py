@@ -251,13 +251,18 @@ def shipped_experiments() -> list[Path]:
     return sorted(p for p in (ROOT / "conf" / "experiment").glob("*.yaml") if p.stem != rs.BASELINE)
 
 
+@pytest.fixture(scope="module")
+def committed() -> dict[str, rs.Experiment]:
+    """The experiments of the runs committed under results/confirm, read once for every shipped file."""
+    return {e.name: e for e in rs.find_experiments(ROOT / "results" / "confirm")}
+
+
 @pytest.mark.parametrize("path", shipped_experiments(), ids=lambda p: p.stem)
-def test_shipped_experiments_say_what_the_committed_runs_show(path: Path) -> None:
+def test_shipped_experiments_say_what_the_committed_runs_show(path: Path, committed: dict[str, rs.Experiment]) -> None:
     """Line 2 of conf/experiment/NAME.yaml (Hydra needs `# @package` first) says CONFIRMED only when the runs
     under results/confirm confirm NAME, and a confirmed one ships every seed's checkpoint for evaluate.py."""
-    found = {e.name: e for e in rs.find_experiments(ROOT / "results" / "confirm")}
     mark = path.read_text().splitlines()[1]
-    e = found.get(path.stem)
+    e = committed.get(path.stem)
     if e is not None and e.confirmed:
         assert mark.startswith("# CONFIRMED"), mark
         assert all((r.path / "model.pt").is_file() for r in e.runs), [str(r.path) for r in e.runs]
