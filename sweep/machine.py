@@ -34,3 +34,31 @@ def machine_info(device: str) -> dict[str, Any]:
     gpu = torch.cuda.get_device_name() if device == "cuda" else None
     return {"node": platform.node(), "cpu": cpu_name(), "cores": os.cpu_count(),
             "torch_threads": torch.get_num_threads(), "device": device, "gpu": gpu, "torch": torch.__version__}
+
+
+# glibc mallopt() parameters (malloc.h) and the values keep_freed_memory() sets.
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+MMAP_THRESHOLD = 32 << 20  # glibc's largest: blocks up to 32 MiB come from the heap and are reused
+TRIM_THRESHOLD = 1 << 30  # free memory at the heap's top that glibc keeps before it gives any back
+MALLOC_ENV = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")  # and GLIBC_TUNABLES' names for the two
+
+
+def keep_freed_memory() -> bool:
+    """Let glibc's malloc keep freed blocks of up to 32 MiB for reuse, instead of returning them to the
+    OS; whether it did (only glibc has mallopt, and a malloc setting in the environment is left alone).
+
+    A training step allocates and frees activations of a few MiB. With glibc's defaults many of them are
+    unmapped or trimmed when freed, so the next step touches fresh pages: 700-1,600 page faults per step
+    of fcfree_5k5 here (1.6 us each), 0.14-0.39 s of system time per 100 steps; with this, none
+    (README "Speed"). The cost is that the process keeps its peak heap until it exits."""
+    import ctypes
+
+    tunables = os.environ.get("GLIBC_TUNABLES", "")
+    user_set = any(k in os.environ for k in MALLOC_ENV) or any(f"malloc.{k}" in tunables for k in ("mmap_", "trim_"))
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc" or user_set:
+        return False
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False
+    return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
