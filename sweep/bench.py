@@ -8,9 +8,9 @@
     python sweep/bench.py [--images N] [--repeats R] [--workers 0,2] [hydra overrides]
 
 Defaults: the documented Net (model=baseline), batch 64, data.rotation=7 (the seed's
-RandomRotation(7)). Measurements are interleaved (a, b, c, a, b, c, ...) and the median is kept,
-because other processes share the cores. Prints a Markdown table for the README. A benchmark, not
-a test: nothing here asserts a speed.
+RandomRotation(7)), 7 repeats. Measurements are interleaved (a, b, c, c, b, a, a, b, c, ...) and the
+median is kept, because this machine's speed drifts and other processes share the cores. Prints a
+Markdown table for the README. A benchmark, not a test: nothing here asserts a speed.
 
     python sweep/bench.py --launchers [--trials N] [--repeats R] [hydra overrides]
 
@@ -47,17 +47,23 @@ BENCH_DEFAULTS = ["data.rotation=7", "train.device=cpu"]  # user overrides come 
 FLOP_PER_CYCLE = 32  # Zen 3 AVX2 fp32: 2 FMA pipes x 8 lanes x 2 FLOP (no AVX-512)
 WARMUP_BATCHES = 10  # oneDNN primitives, allocator and DataLoader workers before any timing
 TEST_SUBSET = 64  # train() evaluates after its epoch; one small batch keeps that out of the timing
+# After (a)'s timed run its DataLoader workers go on to prefetch their next batches (about 0.1 s of both
+# cores), which slowed whichever loop came next by 3-6%; the bench waits that out, untimed.
+WORKERS_SETTLE_S = 1.0
 EPOCH = 60_000
+# The loops' ratios scattered by +-5% from repeat to repeat on this machine, 3 repeats were not enough
+# for a stable median; a repeat of the loops takes about 15 s, one of the sweeps minutes.
+LOOP_REPEATS, SWEEP_REPEATS = 7, 3
 
 Loop = Callable[[int], tuple[int, float]]  # images asked -> (images trained, seconds)
 
 
 def tutorial_model(cfg: DictConfig) -> Any:
-    """build_model's architecture and parameters with plain torch.nn.Dropout, as the seed code had."""
+    """build_model's architecture and parameters with plain torch.nn.Dropout and MaxPool2d, as the seed code had."""
     import torch
     from torch import nn
 
-    from sweep.model import Dropout, build_model
+    from sweep.model import Dropout, MaxPool2d, build_model
 
     torch.manual_seed(cfg.seed)
     model, report = build_model(cfg.model)
@@ -65,10 +71,12 @@ def tutorial_model(cfg: DictConfig) -> Any:
         for name, child in parent.named_children():
             if isinstance(child, Dropout):
                 setattr(parent, name, nn.Dropout(child.p))
+            elif isinstance(child, MaxPool2d):
+                setattr(parent, name, nn.MaxPool2d(child.kernel_size, child.stride))
     params = sum(p.numel() for p in model.parameters())
-    if params != report.params or any(isinstance(m, Dropout) for m in model.modules()):
-        raise RuntimeError(f"the tutorial model is not build_model's with nn.Dropout ({params} vs {report.params} "
-                           "params): has the builder gained a Dropout subclass?")
+    if params != report.params or any(isinstance(m, (Dropout, MaxPool2d)) for m in model.modules()):
+        raise RuntimeError(f"the tutorial model is not build_model's with plain torch.nn modules ({params} vs "
+                           f"{report.params} params): has the builder gained another module subclass?")
     return model
 
 
@@ -102,7 +110,12 @@ def tutorial_loop(cfg: DictConfig, workers: int) -> Loop:
     from torchvision import datasets
 
     dataset = datasets.MNIST(cfg.data.root, train=True, download=False, transform=tutorial_transform(cfg.data))
-    batches = forever(DataLoader(dataset, batch_size=cfg.train.batch_size, shuffle=True, num_workers=workers))
+    # Workers forked from this process would share its memory copy-on-write, and each epoch forks new ones:
+    # every page (b) and (c) then wrote faulted, and they ran 4-7% slower. A forkserver's persistent workers
+    # share nothing and start once, in the warm-up (which only makes (a) faster).
+    apart = {"multiprocessing_context": "forkserver", "persistent_workers": True} if workers else {}
+    batches = forever(DataLoader(dataset, batch_size=cfg.train.batch_size, shuffle=True, num_workers=workers,
+                                 **apart))
     model = tutorial_model(cfg)
     opt = torch.optim.SGD(model.parameters(), lr=cfg.optim.lr, momentum=cfg.optim.momentum)
 
@@ -116,7 +129,10 @@ def tutorial_loop(cfg: DictConfig, workers: int) -> Loop:
             loss.backward()
             opt.step()
             done += len(y)
-        return done, time.perf_counter() - t0
+        seconds = time.perf_counter() - t0
+        if workers:
+            time.sleep(WORKERS_SETTLE_S)
+        return done, seconds
 
     run(WARMUP_BATCHES * cfg.train.batch_size)
     return run
@@ -213,8 +229,9 @@ def measure(cfg: DictConfig, images: int, repeats: int, workers: list[int]) -> t
     loops[BARE] = bare_loop(cfg, images)
     rates: Rates = {name: [] for name in loops}
     for r in range(repeats):
-        for name, loop in loops.items():
-            done, seconds = loop(images)
+        # a, b, c, then c, b, a: a drift in the machine's speed then favours no loop over the repeats
+        for name in list(loops) if r % 2 == 0 else reversed(loops):
+            done, seconds = loops[name](images)
             rates[name].append(done / seconds)
             say(f"repeat {r + 1}/{repeats}  {name}: {rates[name][-1]:.0f} img/s")
     return rates, startup
@@ -501,7 +518,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=12_800, help="training images per timed run (default 12800)")
-    parser.add_argument("--repeats", type=int, default=3, help="interleaved runs per loop; the median is kept")
+    parser.add_argument("--repeats", type=int, default=None,
+                        help=f"interleaved runs per loop or strategy, the median is kept (default {LOOP_REPEATS} for "
+                             f"the loops, {SWEEP_REPEATS} with --launchers or --search)")
     parser.add_argument("--workers", type=lambda s: [int(w) for w in s.split(",")], default=[0, 2],
                         help="DataLoader num_workers values to time for (a), comma-separated (default 0,2)")
     parser.add_argument("--launchers", action="store_true", help="time whole sweeps under each launcher set-up")
@@ -514,6 +533,8 @@ def main() -> None:
                         help="with --search: keep the studies in DIR/bench.db (default: throw-away)")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. model=fcfree train.batch_size=128")
     args = parser.parse_args()
+    if args.repeats is None:
+        args.repeats = SWEEP_REPEATS if args.search or args.launchers else LOOP_REPEATS
     if args.repeats < 1 or args.trials < 1 or any(w < 0 for w in args.workers):
         parser.error("--repeats and --trials must be >= 1 and --workers values >= 0")
     if args.search and args.launchers:

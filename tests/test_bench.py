@@ -26,11 +26,14 @@ def table_rows(stdout: str) -> dict[str, list[str]]:
 
 @pytest.mark.slow
 def test_loop_bench_times_the_tutorial_loop_the_trainer_and_the_bare_loop(tmp_path: Path) -> None:
-    done = run_entry("bench.py", ["--images", "256", "--repeats", "1", "--workers", "0", "train.threads=1",
+    done = run_entry("bench.py", ["--images", "256", "--repeats", "2", "--workers", "0,1", "train.threads=1",
                                   f"data.root={DATA}"], cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     rows = table_rows(done.stdout)
-    assert [name[:3] for name in rows] == ["(a)", "(b)", "(c)"]
+    assert [name[:3] for name in rows] == ["(a)", "(a)", "(b)", "(c)"]
+    assert "num_workers=1" in list(rows)[1]  # its worker runs apart, in a forkserver
+    order = [line.split()[2][:3] for line in done.stderr.splitlines() if line.startswith("repeat ")]
+    assert order == ["(a)", "(a)", "(b)", "(c)", "(c)", "(b)", "(a)", "(a)"]  # the second in reverse: drifts cancel
     assert all(float(cells[0].replace(",", "")) > 0 for cells in rows.values())  # img/s
     assert re.search(r"^\(b\)/\(a\) = \d+\.\d\dx", done.stdout, re.M)
     assert "per-trial overhead" in done.stdout

@@ -1,6 +1,6 @@
 """The fast path gives the same data as the tutorial's: to_input matches torchvision's transforms,
-augmentation is per sample and keeps the background, seeded runs repeat, and the project's
-Dropout behaves as torch.nn.Dropout does."""
+augmentation is per sample and keeps the background, batches prepared together are the batches one by
+one, seeded runs repeat, and the project's Dropout, MaxPool2d and optimizers compute what torch's do."""
 from __future__ import annotations
 
 import pytest
@@ -8,8 +8,8 @@ import torch
 from conftest import DATA, SMALL, compose
 from torch import nn
 
-from sweep.model import Dropout
-from sweep.train import affine_grid, to_input
+from sweep.model import Dropout, MaxPool2d, _at_least
+from sweep.train import affine_grid, epoch_batches, make_optimizer, to_input
 
 ZERO, ONE = (0 - 0.1307) / 0.3081, (1 - 0.1307) / 0.3081  # black and white pixels after Normalize
 INDICES = [0, 1, 7, 4242, 9999]  # in both splits
@@ -66,6 +66,21 @@ def test_affine_grid_matches_torch() -> None:
     torch.testing.assert_close(affine_grid(cos, sin, shift, 28, 20), want, atol=1e-6, rtol=0)
 
 
+@pytest.mark.parametrize("images, batch_size", [(1000, 64), (300, 7), (64, 64)])  # partial last batch and chunk
+def test_epoch_batches_are_the_batches_prepared_one_by_one(mnist, images: int, batch_size: int) -> None:
+    cfg = compose(["data.rotation=10", "data.translate=0.1", "data.scale=0.1", f"train.batch_size={batch_size}"])
+    x_u8, y = mnist.train_images[:images], mnist.train_labels[:images]
+    order = torch.randperm(images, generator=torch.Generator().manual_seed(1))
+    together, one_by_one = torch.Generator().manual_seed(0), torch.Generator().manual_seed(0)
+    batches = list(epoch_batches(x_u8, y, order, cfg, together, channels_last=False))
+    assert len(batches) == -(-images // batch_size)
+    for i, (xb, yb) in enumerate(batches):
+        idx = order[i * batch_size: (i + 1) * batch_size]
+        assert torch.equal(xb, to_input(x_u8[idx], cfg, one_by_one, channels_last=False))
+        assert torch.equal(yb, y[idx])
+    assert torch.equal(together.get_state(), one_by_one.get_state())  # and the next epoch draws the same too
+
+
 @pytest.fixture
 def one_thread():
     """train.threads=1 (fast when other processes share the cores); train() sets it process-wide, so restore it."""
@@ -119,7 +134,62 @@ def test_dropout_keeps_channels_last() -> None:
     assert Dropout(0.25).train()(x).is_contiguous(memory_format=torch.channels_last)
 
 
-def test_tutorial_model_has_plain_dropout_and_the_same_parameters() -> None:
+def test_at_least_is_the_comparison_for_every_byte_and_threshold() -> None:
+    values = torch.arange(256, dtype=torch.uint8)
+    for threshold in range(257):  # 256: p >= 0.998 drops everything (a uint8 comparison would wrap to 0)
+        got = _at_least(values, threshold)
+        assert got.dtype == torch.uint8
+        assert torch.equal(got.bool(), values.int() >= threshold), threshold
+
+
+@pytest.mark.parametrize("shape", [(16, 14, 24, 24), (8, 10, 11, 11), (4, 3, 7, 6)])  # odd sizes are floored
+def test_maxpool_gives_torchs_values_and_gradients_to_the_bit(shape: tuple[int, ...]) -> None:
+    torch.manual_seed(0)
+    x0 = torch.relu(torch.randn(shape)).round()  # ties in most windows: the first maximum takes the gradient
+    grad = torch.randn(shape[0], shape[1], shape[2] // 2, shape[3] // 2)
+    results = []
+    for pool in (nn.MaxPool2d(2, 2), MaxPool2d(2, 2)):
+        x = x0.clone().requires_grad_()
+        y = pool(x)
+        y.backward(grad)
+        results.append((y, x.grad, type(y.grad_fn).__name__))
+    (want, want_grad, _), (got, got_grad, path) = results
+    assert path == "_ChannelsLastMaxPoolBackward"  # the fast path ran
+    assert torch.equal(got, want) and torch.equal(got_grad, want_grad)
+    assert got.is_contiguous() and got_grad.is_contiguous()
+
+
+def test_maxpool_keeps_torchs_path_where_it_is_not_faster() -> None:
+    x = torch.randn(2, 8, 6, 6).contiguous(memory_format=torch.channels_last).requires_grad_()
+    assert type(MaxPool2d(2, 2)(x).grad_fn).__name__ == "MaxPool2DWithIndicesBackward0"  # already channels_last
+    assert type(MaxPool2d(2, 2).eval()(x.contiguous()).grad_fn).__name__ == "MaxPool2DWithIndicesBackward0"
+    assert type(MaxPool2d(3, 2, padding=1)(x.contiguous()).grad_fn).__name__ == "MaxPool2DWithIndicesBackward0"
+
+
+@pytest.mark.parametrize("optim", [["optim=sgd", "optim.weight_decay=0.001", "optim.nesterov=true"],
+                                   ["optim=adamw", "optim.weight_decay=0.01"]])
+def test_optimizers_step_all_parameters_at_once_with_the_same_values(optim: list[str]) -> None:
+    from sweep.model import build_model
+
+    cfg = compose(["model=fcfree", "model.dropout=0", *optim])  # no dropout: the two models draw no masks
+    models = [build_model(cfg.model)[0] for _ in range(2)]
+    models[1].load_state_dict(models[0].state_dict())
+    x, y = torch.randn(16, 1, 28, 28), torch.randint(0, 10, (16,))
+    fast, _ = make_optimizer(models[0], cfg, steps_per_epoch=10)
+    assert fast.defaults["foreach"] is True
+    plain, _ = make_optimizer(models[1], cfg, steps_per_epoch=10)
+    for group in plain.param_groups:
+        group["foreach"] = False  # torch's per-parameter loop
+    for _ in range(3):
+        for model, opt in zip(models, (fast, plain)):
+            opt.zero_grad()
+            nn.functional.cross_entropy(model(x), y).backward()
+            opt.step()
+    for a, b in zip(models[0].parameters(), models[1].parameters()):
+        assert torch.equal(a, b)
+
+
+def test_tutorial_model_has_plain_dropout_and_maxpool_and_the_same_parameters() -> None:
     from sweep.bench import tutorial_model
     from sweep.model import build_model
 
@@ -129,4 +199,6 @@ def test_tutorial_model_has_plain_dropout_and_the_same_parameters() -> None:
     assert sum(p.numel() for p in plain.parameters()) == report.params
     assert [type(m) for m in plain.modules() if isinstance(m, nn.Dropout)] == \
         [nn.Dropout] * sum(isinstance(m, Dropout) for m in model.modules())
+    assert [type(m) for m in plain.modules() if isinstance(m, nn.MaxPool2d)] == \
+        [nn.MaxPool2d] * sum(isinstance(m, MaxPool2d) for m in model.modules()) != []
     assert repr(plain) == repr(model)
