@@ -47,12 +47,12 @@ BENCH_DEFAULTS = ["data.rotation=7", "train.device=cpu"]  # user overrides come 
 FLOP_PER_CYCLE = 32  # Zen 3 AVX2 fp32: 2 FMA pipes x 8 lanes x 2 FLOP (no AVX-512)
 WARMUP_BATCHES = 10  # oneDNN primitives, allocator and DataLoader workers before any timing
 TEST_SUBSET = 64  # train() evaluates after its epoch; one small batch keeps that out of the timing
-# After (a)'s timed run its DataLoader workers go on to prefetch their next batches (about 0.1 s of both
-# cores), which slowed whichever loop came next by 3-6%; the bench waits that out, untimed.
+# After (a)'s timed run its DataLoader workers go on to prefetch their next batches (per-sample PIL
+# transforms) on the cores that the next loop is timed on; the bench waits that out, untimed.
 WORKERS_SETTLE_S = 1.0
 EPOCH = 60_000
-# The loops' ratios scattered by +-5% from repeat to repeat on this machine, 3 repeats were not enough
-# for a stable median; a repeat of the loops takes about 15 s, one of the sweeps minutes.
+# The loops' per-repeat ratios scattered by up to 10% here (the machine's speed drifts by tens of percent
+# within minutes), too much for a median of 3; a repeat of the loops takes about 15 s, one of the sweeps minutes.
 LOOP_REPEATS, SWEEP_REPEATS = 7, 3
 
 Loop = Callable[[int], tuple[int, float]]  # images asked -> (images trained, seconds)
@@ -111,8 +111,8 @@ def tutorial_loop(cfg: DictConfig, workers: int) -> Loop:
 
     dataset = datasets.MNIST(cfg.data.root, train=True, download=False, transform=tutorial_transform(cfg.data))
     # Workers forked from this process would share its memory copy-on-write, and each epoch forks new ones:
-    # every page (b) and (c) then wrote faulted, and they ran 4-7% slower. A forkserver's persistent workers
-    # share nothing and start once, in the warm-up (which only makes (a) faster).
+    # every page that (b) and (c) then wrote faulted (6 pairs run after (a): (b)/(c) 0.96 with forked workers,
+    # 0.99 with these). A forkserver's persistent workers share nothing and start once, in the warm-up.
     apart = {"multiprocessing_context": "forkserver", "persistent_workers": True} if workers else {}
     batches = forever(DataLoader(dataset, batch_size=cfg.train.batch_size, shuffle=True, num_workers=workers,
                                  **apart))
