@@ -181,7 +181,7 @@ class _Scale(torch.autograd.Function):
 class MaxPool2d(nn.MaxPool2d):
     """nn.MaxPool2d (same repr) that, when training on a CPU in NCHW, pools in channels_last and takes the
     gradient with the NCHW kernel, to the bit the same outputs and gradients. PyTorch's NCHW max-pool forward
-    was most of the cost (2 threads here, 128x14x24x24: 3.3 ms forward and backward, 1.8 ms for this)."""
+    was most of the cost (2 threads here, 128x14x24x24: 3.3-3.4 ms forward and backward, 1.8-2.5 ms for this)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         plain = self.padding == 0 and self.dilation == 1 and not self.ceil_mode and not self.return_indices

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -58,8 +59,6 @@ def test_freed_blocks_stay_in_the_heap_for_the_next_step() -> None:
 @pytest.mark.parametrize("setting", [{"MALLOC_TRIM_THRESHOLD_": "131072"},
                                      {"GLIBC_TUNABLES": "glibc.malloc.mmap_threshold=131072"}])
 def test_a_malloc_setting_of_the_users_is_left_alone(setting: dict) -> None:
-    import os
-
     got = probe("keep", env={**os.environ, **setting})
     assert got["kept"] is False and got["mapped"] >= 30 * MIB
 
