@@ -43,6 +43,14 @@ TRIM_THRESHOLD = 1 << 30  # free memory at the heap's top that glibc keeps befor
 MALLOC_ENV = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")  # and GLIBC_TUNABLES' names for the two
 
 
+def has_glibc() -> bool:
+    """Whether this process runs on glibc: the C library it loaded, not the one the executable names."""
+    try:
+        return (os.confstr("CS_GNU_LIBC_VERSION") or "").startswith("glibc")
+    except (AttributeError, ValueError, OSError):  # no confstr (Windows), or no such name (macOS)
+        return False
+
+
 def keep_freed_memory() -> bool:
     """Let glibc's malloc keep freed blocks of up to 32 MiB for reuse, instead of returning them to the
     OS; whether it did (only glibc has mallopt, and a malloc setting in the environment is left alone).
@@ -55,7 +63,7 @@ def keep_freed_memory() -> bool:
 
     tunables = os.environ.get("GLIBC_TUNABLES", "")
     user_set = any(k in os.environ for k in MALLOC_ENV) or any(f"malloc.{k}" in tunables for k in ("mmap_", "trim_"))
-    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc" or user_set:
+    if not has_glibc() or user_set:
         return False
     try:
         mallopt = ctypes.CDLL(None).mallopt

@@ -5,14 +5,15 @@ from __future__ import annotations
 import ctypes
 import json
 import os
-import platform
 import subprocess
 import sys
 
 import pytest
 from conftest import ROOT, SMALL, compose
 
-glibc = pytest.mark.skipif(platform.libc_ver()[0] != "glibc" or not hasattr(ctypes.CDLL(None), "mallinfo2"),
+from sweep.machine import has_glibc
+
+glibc = pytest.mark.skipif(not has_glibc() or not hasattr(ctypes.CDLL(None), "mallinfo2"),
                            reason="glibc >= 2.33 only (mallopt, mallinfo2)")
 
 # A fresh interpreter without torch, so that no earlier free has moved glibc's dynamic mmap threshold:
