@@ -26,6 +26,12 @@ of B trained epochs (hydra.sweeper.budget.epochs), on a cheap proxy of sweep=def
 training and 2,000 validation images. Prints, per strategy, the best validation objective of the trials
 completed within 25/50/100% of the budget (median over the seeds), and a line comparing the two. The studies
 are throw-away unless --keep-studies keeps their database (DIR/bench.db) to look at.
+
+    python sweep/bench.py --parts [--repeats R] [--images N] [hydra overrides]
+
+times the parts of a CPU step that the trainer does its own way, each against torch's plain way, on
+fcfree_5k5's shapes (median ms per call over R interleaved rounds), and the bare loop (c) on N images with and
+without train()'s allocator setting, each in a fresh process (system time and page faults).
 """
 from __future__ import annotations
 
@@ -54,6 +60,7 @@ EPOCH = 60_000
 # The loops' per-repeat ratios scattered by up to 10% here (the machine's speed drifts by tens of percent
 # within minutes), too much for a median of 3; a repeat of the loops takes about 15 s, one of the sweeps minutes.
 LOOP_REPEATS, SWEEP_REPEATS = 7, 3
+PART_CALLS = 20  # calls of a part per timing
 
 Loop = Callable[[int], tuple[int, float]]  # images asked -> (images trained, seconds)
 
@@ -111,8 +118,8 @@ def tutorial_loop(cfg: DictConfig, workers: int) -> Loop:
 
     dataset = datasets.MNIST(cfg.data.root, train=True, download=False, transform=tutorial_transform(cfg.data))
     # Workers forked from this process would share its memory copy-on-write, and each epoch forks new ones:
-    # every page that (b) and (c) then wrote faulted (6 pairs run after (a): (b)/(c) 0.96 with forked workers,
-    # 0.99 with these). A forkserver's persistent workers share nothing and start once, in the warm-up.
+    # every page that (b) and (c) then wrote faulted (in a one-off run of 6 pairs after (a): (b)/(c) 0.96 with
+    # forked workers, 0.99 with these). A forkserver's persistent workers share nothing and start once.
     apart = {"multiprocessing_context": "forkserver", "persistent_workers": True} if workers else {}
     batches = forever(DataLoader(dataset, batch_size=cfg.train.batch_size, shuffle=True, num_workers=workers,
                                  **apart))
@@ -299,6 +306,138 @@ def bench(args: argparse.Namespace) -> None:
     load_start = os.getloadavg()[0]
     rates, startup = measure(cfg, args.images, args.repeats, args.workers)
     print_table(cfg, report.macs, report.params, rates, startup, args.images, load_start)
+
+
+def fwd_bwd(module: Any, x: Any) -> Callable[[], None]:
+    """One training forward and backward of `module` on a fresh leaf copy of x."""
+    def call() -> None:
+        module(x.detach().requires_grad_()).sum().backward()
+    return call
+
+
+def part_pairs(cfg: DictConfig) -> dict[str, tuple[Callable[[], Any], Callable[[], Any]]]:
+    """part -> (torch's plain way, the trainer's), on fcfree_5k5's shapes at batch 128 (batch 64 for Dropout)."""
+    import torch
+    from torch import nn
+
+    from sweep.data import load_mnist
+    from sweep.model import Dropout, MaxPool2d, _at_least, build_model
+    from sweep.train import epoch_batches, make_optimizer, to_input
+
+    torch.manual_seed(0)
+    activation = torch.randn(64, 16, 26, 26)
+    pooled = torch.relu(torch.randn(128, 14, 24, 24))
+    random_bytes = torch.randint(0, 256, (128, 8, 26, 26), dtype=torch.uint8)
+    model, _ = build_model(cfg.model)
+    model(torch.randn(8, 1, 28, 28)).sum().backward()  # every parameter has a gradient
+    plain_opt, fast_opt = (make_optimizer(model, cfg, 1)[0] for _ in range(2))
+    for group in plain_opt.param_groups:
+        group["foreach"] = False
+    data, bs = load_mnist(cfg.data.root), cfg.train.batch_size
+    images, labels = data.train_images[:2048], data.train_labels[:2048]
+    order = torch.randperm(len(images))
+
+    def one_by_one() -> None:
+        gen = torch.Generator().manual_seed(0)
+        for i in range(0, len(order), bs):
+            to_input(images[order[i: i + bs]], cfg, gen, channels_last=False)
+
+    def together() -> None:
+        list(epoch_batches(images, labels, order, cfg, torch.Generator().manual_seed(0), False))
+
+    return {
+        "Dropout(0.05), 64x16x26x26, forward + backward": (
+            fwd_bwd(nn.Dropout(0.05).train(), activation), fwd_bwd(Dropout(0.05).train(), activation)),
+        "Dropout's keep mask, 128x8x26x26: >= then float / clamp then float": (
+            lambda: (random_bytes >= 13).to(torch.float32), lambda: _at_least(random_bytes, 13).to(torch.float32)),
+        "MaxPool2d(2), 128x14x24x24, forward + backward": (
+            fwd_bwd(nn.MaxPool2d(2, 2), pooled), fwd_bwd(MaxPool2d(2, 2), pooled)),
+        f"{cfg.optim.name} step, {cfg.model.name}'s parameters: per parameter / foreach": (
+            lambda: plain_opt.step(), lambda: fast_opt.step()),  # closures: a scheduler holds them only weakly
+        f"2,048 training images, rotation {cfg.data.rotation}: batch by batch / 16 batches at once": (
+            one_by_one, together),
+    }
+
+
+ALLOCATOR_RUN = """
+import json, resource, sys
+import torch
+from sweep import bench
+from sweep.machine import keep_freed_memory
+from sweep.summary import compose_config
+kept = sys.argv[1] == "keep" and keep_freed_memory()
+cfg = compose_config(sys.argv[3:])
+if cfg.train.threads:
+    torch.set_num_threads(cfg.train.threads)
+run = bench.bare_loop(cfg, int(sys.argv[2]))
+before = resource.getrusage(resource.RUSAGE_SELF)
+images, seconds = run(int(sys.argv[2]))
+after = resource.getrusage(resource.RUSAGE_SELF)
+print(json.dumps({"kept": kept, "steps": -(-images // cfg.train.batch_size), "seconds": seconds,
+                  "system_s": after.ru_stime - before.ru_stime, "faults": after.ru_minflt - before.ru_minflt}))
+"""
+
+
+def allocator_run(keep: bool, images: int, overrides: list[str]) -> dict[str, Any]:
+    """The bare loop (c) on `images` images in a fresh process, with or without train()'s allocator setting."""
+    import json
+    import subprocess
+
+    done = subprocess.run([sys.executable, "-c", ALLOCATOR_RUN, "keep" if keep else "default", str(images),
+                           *overrides], capture_output=True, text=True, cwd=Path(__file__).parents[1])
+    if done.returncode:
+        raise RuntimeError(f"the allocator run failed: {(done.stderr.strip().splitlines() or ['?'])[-1]}")
+    return json.loads(done.stdout)
+
+
+def bench_parts(args: argparse.Namespace) -> None:
+    """Median ms per call of each part, both ways interleaved over the repeats; then the allocator table."""
+    import torch
+
+    from sweep.machine import machine_info
+    from sweep.summary import compose_config
+
+    overrides = [*BENCH_DEFAULTS, "+experiment=fcfree_5k5", "train.batch_size=128", *args.overrides]
+    cfg = compose_config(overrides)
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    load_start = os.getloadavg()[0]
+    times: dict[str, tuple[list[float], list[float]]] = {}
+    for part, pair in part_pairs(cfg).items():
+        times[part] = ([], [])
+        for f in pair:
+            f()  # warm-up
+        for _ in range(args.repeats):
+            for f, out in zip(pair, times[part]):
+                t0 = time.perf_counter()
+                for _ in range(PART_CALLS):
+                    f()
+                out.append((time.perf_counter() - t0) / PART_CALLS * 1e3)
+        say(f"{part}: {statistics.median(times[part][0]):.2f} -> {statistics.median(times[part][1]):.2f} ms")
+    runs = {keep: [] for keep in (False, True)}
+    for _ in range(args.repeats):
+        for keep in runs:
+            runs[keep].append(allocator_run(keep, args.images, overrides))
+    machine = machine_info("cpu")
+    print(conditions(machine, machine["cores"] or 1, load_start, f"; {machine['torch_threads']} threads")
+          + f"; medians of {args.repeats} interleaved rounds of {PART_CALLS} calls")
+    print()
+    print("| part | torch's way (ms) | the trainer's (ms) | ratio |")
+    print("|---|---:|---:|---:|")
+    for part, (plain, fast) in times.items():
+        a, b = statistics.median(plain), statistics.median(fast)
+        print(f"| {part} | {a:.3f} | {b:.3f} | {a / b:.2f}x |")
+    print()
+    steps = runs[True][0]["steps"]
+    print(f"The bare loop (c), {steps} steps of {cfg.model.name} in a fresh process each (medians of {args.repeats}):")
+    print()
+    print("| allocator | seconds | system time (s) | minor page faults | runs (s) |")
+    print("|---|---:|---:|---:|---|")
+    for keep, label in ((False, "glibc's defaults"), (True, "keep_freed_memory()")):
+        r = runs[keep]
+        med = {k: statistics.median(x[k] for x in r) for k in ("seconds", "system_s", "faults")}
+        seconds = " ".join(f"{x['seconds']:.2f}" for x in r)
+        print(f"| {label} | {med['seconds']:.2f} | {med['system_s']:.2f} | {med['faults']:,.0f} | {seconds} |")
 
 
 LAUNCHERS = {  # name -> overrides; {cores} is filled in
@@ -529,6 +668,8 @@ def main() -> None:
                         help="compare the default sampler + pruner with random sampling at an equal epoch budget")
     parser.add_argument("--budget-epochs", type=int, default=SEARCH_BUDGET,
                         help=f"with --search: trained epochs per sweep (default {SEARCH_BUDGET})")
+    parser.add_argument("--parts", action="store_true",
+                        help="time the trainer's own CPU parts against torch's plain ones, and its allocator setting")
     parser.add_argument("--keep-studies", type=Path, default=None,
                         help="with --search: keep the studies in DIR/bench.db (default: throw-away)")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. model=fcfree train.batch_size=128")
@@ -537,13 +678,13 @@ def main() -> None:
         args.repeats = SWEEP_REPEATS if args.search or args.launchers else LOOP_REPEATS
     if args.repeats < 1 or args.trials < 1 or any(w < 0 for w in args.workers):
         parser.error("--repeats and --trials must be >= 1 and --workers values >= 0")
-    if args.search and args.launchers:
-        parser.error("--search and --launchers: choose one")
+    if args.search + args.launchers + args.parts > 1:
+        parser.error("--search, --launchers and --parts: choose one")
 
     from sweep.cli import report_errors
 
-    report_errors(lambda: bench_search(args) if args.search else bench_launchers(args) if args.launchers
-                  else bench(args))
+    mode = bench_search if args.search else bench_launchers if args.launchers else bench_parts if args.parts else bench
+    report_errors(lambda: mode(args))
 
 
 if __name__ == "__main__":

@@ -28,8 +28,8 @@ log = logging.getLogger(__name__)
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
 OBJECTIVE_EPOCHS = 3  # the objective averages the last epochs: consistency, not one lucky epoch
 EXPLODED_LOSS = 1e4  # cross-entropy starts near 2.3; a loss this large never comes back
-# Training batches augmented at once: on the 2-core CPU, a step's own augmentation cost about 5% of the step,
-# mostly per-call overhead of small tensor ops (README "Speed").
+# Training batches prepared at once: small tensor ops cost mostly per call on a CPU; 2,048 images took 12.0 ms
+# batch by batch and 7.0 ms 16 batches at once (`bench.py --parts`, 2 threads here).
 PREPARED_BATCHES = 16
 
 
@@ -102,8 +102,7 @@ def affine_grid(cos: Any, sin: Any, shift: Any, height: int, width: int) -> Any:
     """F.affine_grid for theta = [[cos, -sin, shift_x], [sin, cos, shift_y]] per sample, align_corners=False,
     as broadcast multiply-adds written into an x and a y plane (returned as an (N, H, W, 2) view): equal to
     within float rounding, and 3x cheaper on a CPU, where affine_grid's batched (h*w x 3) @ (3 x 2) matmul
-    was two thirds of the augmentation's time. Writing the planes in place instead of stacking x and y took
-    the augmentation of 2,048 images from 5.9 to 3.7 ms here (2 threads)."""
+    was two thirds of the augmentation's time."""
     import torch
 
     dev = cos.device
@@ -191,7 +190,7 @@ def make_optimizer(model: Any, cfg: DictConfig, steps_per_epoch: int) -> tuple[A
 
     o, s = cfg.optim, cfg.sched
     # foreach: one kernel per operation for all parameters, as PyTorch does by default only on a GPU. On the CPU
-    # the per-parameter loop was 0.18 ms of fcfree_5k5's step (23 tensors), foreach 0.02 ms; same values.
+    # a step of fcfree_5k5's 23 tensors took 0.15 ms per parameter, 0.11 ms foreach (`bench.py --parts`).
     if o.name == "sgd":
         opt = torch.optim.SGD(model.parameters(), lr=o.lr, momentum=o.momentum, nesterov=o.nesterov and o.momentum > 0,
                               weight_decay=o.weight_decay, foreach=True)

@@ -39,6 +39,23 @@ def test_loop_bench_times_the_tutorial_loop_the_trainer_and_the_bare_loop(tmp_pa
     assert "per-trial overhead" in done.stdout
 
 
+@pytest.mark.slow
+def test_parts_bench_times_each_part_both_ways_and_the_allocator_setting(tmp_path: Path) -> None:
+    done = run_entry("bench.py", ["--parts", "--repeats", "1", "--images", "256", "train.threads=1",
+                                  f"data.root={DATA}"], cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = table_rows(done.stdout)
+    for part in ("Dropout(0.05)", "Dropout's keep mask", "MaxPool2d(2)", "sgd step", "2,048 training images"):
+        cells = next(cells for name, cells in rows.items() if name.startswith(part))
+        assert float(cells[0]) > 0 and float(cells[1]) > 0 and cells[2].endswith("x")
+    assert rows["glibc's defaults"][0] and rows["keep_freed_memory()"][0]
+
+
+def test_modes_are_one_at_a_time(tmp_path: Path) -> None:
+    done = run_entry("bench.py", ["--parts", "--search"], cwd=tmp_path)
+    assert done.returncode == 2 and "choose one" in done.stderr
+
+
 @pytest.mark.parametrize("threads, layout, want_channels_last", [
     (1, "null", True), (2, "null", False), (1, "false", False), (2, "true", True)])
 def test_bare_loop_uses_the_trainers_memory_layout(threads: int, layout: str, want_channels_last: bool) -> None:
