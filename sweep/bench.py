@@ -116,6 +116,8 @@ def tutorial_loop(cfg: DictConfig, workers: int) -> Loop:
     from torch.utils.data import DataLoader
     from torchvision import datasets
 
+    from sweep.config import momentum
+
     dataset = datasets.MNIST(cfg.data.root, train=True, download=False, transform=tutorial_transform(cfg.data))
     # Workers forked from this process would share its memory copy-on-write, and each epoch forks new ones:
     # every page that (b) and (c) then wrote faulted (in a one-off run of 6 pairs after (a): (b)/(c) 0.96 with
@@ -124,7 +126,7 @@ def tutorial_loop(cfg: DictConfig, workers: int) -> Loop:
     batches = forever(DataLoader(dataset, batch_size=cfg.train.batch_size, shuffle=True, num_workers=workers,
                                  **apart))
     model = tutorial_model(cfg)
-    opt = torch.optim.SGD(model.parameters(), lr=cfg.optim.lr, momentum=cfg.optim.momentum)
+    opt = torch.optim.SGD(model.parameters(), lr=cfg.optim.lr, momentum=momentum(cfg.optim))
 
     def run(images: int) -> tuple[int, float]:
         model.train()
@@ -327,7 +329,7 @@ def part_pairs(cfg: DictConfig) -> dict[str, tuple[Callable[[], Any], Callable[[
     torch.manual_seed(0)
     activation = torch.randn(64, 16, 26, 26)
     pooled = torch.relu(torch.randn(128, 14, 24, 24))
-    random_bytes = torch.randint(0, 256, (128, 8, 26, 26), dtype=torch.uint8)
+    random_values = torch.randint(-(2**15), 2**15, (128, 8, 26, 26), dtype=torch.int16)  # Dropout's 16-bit draws
     model, _ = build_model(cfg.model)
     model(torch.randn(8, 1, 28, 28)).sum().backward()  # every parameter has a gradient
     plain_opt, fast_opt = (make_optimizer(model, cfg, 1)[0] for _ in range(2))
@@ -349,7 +351,8 @@ def part_pairs(cfg: DictConfig) -> dict[str, tuple[Callable[[], Any], Callable[[
         "Dropout(0.05), 64x16x26x26, forward + backward": (
             fwd_bwd(nn.Dropout(0.05).train(), activation), fwd_bwd(Dropout(0.05).train(), activation)),
         "Dropout's keep mask, 128x8x26x26: >= then float / clamp then float": (
-            lambda: (random_bytes >= 13).to(torch.float32), lambda: _at_least(random_bytes, 13).to(torch.float32)),
+            lambda: (random_values >= -29491).to(torch.float32),  # p = 0.05
+            lambda: _at_least(random_values, -29491).to(torch.float32)),
         "MaxPool2d(2), 128x14x24x24, forward + backward": (
             fwd_bwd(nn.MaxPool2d(2, 2), pooled), fwd_bwd(MaxPool2d(2, 2), pooled)),
         f"{cfg.optim.name} step, {cfg.model.name}'s parameters: per parameter / foreach": (

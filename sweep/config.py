@@ -54,7 +54,7 @@ class ModelConfig:
     arch: Optional[ArchConfig] = None  # set: blocks are built from it and must be left empty
     blocks: List[BlockConfig] = field(default_factory=list)
     dropout: float = 0.0
-    bias: bool = True  # conv biases are redundant before BatchNorm; dropping them saves params
+    bias: bool = True  # conv biases; Conv -> ReLU -> BN, so a bias shifts the ReLU's threshold (not redundant)
     head: str = "conv"  # "conv": GAP then 1x1 conv (FC-free); "linear": GAP then Linear
     num_classes: int = 10
 
@@ -63,7 +63,9 @@ class ModelConfig:
 class OptimConfig:
     name: str = "sgd"  # sgd | adamw
     lr: float = 0.01  # for OneCycle this is the peak LR
-    momentum: float = 0.9
+    # SGD's momentum, AdamW's beta1; null: 0.9. OneCycle with sched.cycle_momentum sets it at every step,
+    # so there it must stay null (validate says so).
+    momentum: Optional[float] = None
     nesterov: bool = False
     weight_decay: float = 0.0
 
@@ -74,8 +76,21 @@ class SchedConfig:
     pct_start: float = 0.25  # onecycle: fraction of steps spent warming up
     div_factor: float = 25.0  # onecycle: initial LR = lr / div_factor
     final_div_factor: float = 1e3
+    # onecycle: cycle the momentum against the LR (PyTorch's default, and every searched and confirmed run's):
+    # max_momentum at the start and the end, base_momentum at the LR peak.
+    cycle_momentum: bool = True
+    base_momentum: float = 0.85
+    max_momentum: float = 0.95
     step_epochs: int = 6  # step: decay every this many epochs
     gamma: float = 0.1  # step: decay factor
+
+
+DEFAULT_MOMENTUM = 0.9
+
+
+def momentum(optim: Any) -> float:
+    """optim.momentum as the optimizer gets it (null: DEFAULT_MOMENTUM)."""
+    return DEFAULT_MOMENTUM if optim.momentum is None else optim.momentum
 
 
 @dataclass
@@ -178,7 +193,17 @@ def validate(cfg: DictConfig) -> None:
             raise ConfigError(f"objectives={list(cfg.objectives)}: {name!r} is not one of {', '.join(OBJECTIVES)}")
     lr = cfg.optim.lr
     require("optim.lr", math.isfinite(lr) and 0 < lr <= 10, "> 0 and <= 10")
-    require("optim.momentum", 0 <= cfg.optim.momentum < 1, "in [0, 1)")
+    momentum = cfg.optim.momentum
+    require("optim.momentum", momentum is None or 0 <= momentum < 1, "in [0, 1), or null for 0.9")
+    s = cfg.sched
+    if s.name == "onecycle" and s.cycle_momentum:
+        require("sched.base_momentum", 0 <= s.base_momentum <= s.max_momentum,
+                f"in [0, sched.max_momentum={s.max_momentum}]")
+        require("sched.max_momentum", s.max_momentum < 1, "< 1")
+        if momentum is not None:
+            raise ConfigError(f"optim.momentum={momentum}: sched=onecycle sets the momentum at every step (from "
+                              f"sched.max_momentum={s.max_momentum} to sched.base_momentum={s.base_momentum} and "
+                              "back); set those instead, or sched.cycle_momentum=false to use optim.momentum")
     require("optim.weight_decay", cfg.optim.weight_decay >= 0, ">= 0")
     require("model.dropout", 0 <= cfg.model.dropout < 1, "in [0, 1)")
     require("train.epochs", 1 <= cfg.train.epochs <= cfg.constraints.max_epochs,

@@ -133,11 +133,14 @@ def arch_model(cfg: DictConfig) -> DictConfig:
     return OmegaConf.create(model)
 
 
+DROPOUT_LEVELS = 2**16  # the fast Dropout's resolution: p is applied as a whole number of 1/65536ths
+
+
 class Dropout(nn.Dropout):
-    """nn.Dropout (same repr) whose CPU mask costs one RNG draw per 8 elements instead of one per
-    element: the CPU generator is slow next to these tiny convs (`bench.py --parts`, 2 threads here, forward
-    and backward on a 64x16x26x26 activation: 5.5 ms for nn.Dropout, 1.1 ms for this). p is applied in
-    steps of 1/256."""
+    """nn.Dropout (same repr) whose CPU mask costs one RNG draw per 4 elements instead of one per element:
+    the CPU generator is slow next to these tiny convs (`bench.py --parts`). Each element gets 16 random
+    bits, so p is applied as round(p * 65536) / 65536, and the kept ones are scaled by 1 / (1 - that), so
+    E[out] = x exactly and the drop rate is p to within 1/131072."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.p == 0 or x.device.type != "cpu":
@@ -145,19 +148,24 @@ class Dropout(nn.Dropout):
         if not (x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last)):
             x = x.contiguous()
         n = x.numel()
-        words = torch.randint(-(2**63), 2**63 - 1, ((n + 7) // 8,), dtype=torch.int64)
-        # The bytes are i.i.d., so laying them out with x's strides keeps channels_last intact.
-        random_bytes = words.view(torch.uint8)[:n].as_strided(x.shape, x.stride())
-        scale = _at_least(random_bytes, round(self.p * 256)).to(torch.float32).mul_(1 / (1 - self.p))
+        dropped = round(self.p * DROPOUT_LEVELS)  # of DROPOUT_LEVELS equally likely 16-bit values
+        if dropped == 0:
+            return x  # p < 1/131072: nothing is dropped, so nothing may be scaled either
+        words = torch.randint(-(2**63), 2**63 - 1, ((n + 3) // 4,), dtype=torch.int64)
+        # The 16-bit values are i.i.d., so laying them out with x's strides keeps channels_last intact.
+        random_values = words.view(torch.int16)[:n].as_strided(x.shape, x.stride())
+        keep = 1 - dropped / DROPOUT_LEVELS
+        scale = _at_least(random_values, dropped - DROPOUT_LEVELS // 2).to(torch.float32).mul_(1 / keep)
         return _Scale.apply(x, scale)
 
 
 def _at_least(values: torch.Tensor, threshold: int) -> torch.Tensor:
-    """uint8 (values >= threshold) for uint8 values, without a bool: on the CPU, Dropout's float mask of a
-    128x8x26x26 activation took 0.72 ms through a bool and 0.06 ms through this (`bench.py --parts`)."""
-    if threshold <= 0:
+    """(values >= threshold) as 0/1 of values' integer dtype, without a bool: on the CPU, Dropout's float mask
+    of a 128x8x26x26 activation took 0.72 ms through a bool and 0.06 ms through this (`bench.py --parts`)."""
+    info = torch.iinfo(values.dtype)
+    if threshold <= info.min:
         return torch.ones_like(values)
-    if threshold > 255:
+    if threshold > info.max:
         return torch.zeros_like(values)
     return values.clamp(threshold - 1, threshold).sub_(threshold - 1)
 
@@ -296,9 +304,12 @@ def build_model(cfg: DictConfig | Mapping[str, Any]) -> tuple[nn.Module, ModelRe
     stages += [(gap_name, gap), (head_name, head)]
 
     model = Net(stages)
-    with torch.no_grad():  # cheap shape check that the accounting matches the real forward
+    with torch.no_grad():  # cheap shape check that the accounting matches the real forward (eval: no BN update)
         out = model.eval()(torch.zeros(1, *IMAGE_SHAPE))
-    assert out.shape == (1, cfg.num_classes), out.shape
+    if out.shape != (1, cfg.num_classes):
+        raise ConfigError(f"model '{cfg.name}': outputs shape {tuple(out.shape)} for one image, not (1, "
+                          f"{cfg.num_classes})")
+    model.train()  # the mode torch's own modules are built in
     report = ModelReport(tuple(layers), sum(p.numel() for p in model.parameters()),
                          sum(layer.macs for layer in layers), tuple(fc_layers))
     return model, report

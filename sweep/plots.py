@@ -95,11 +95,10 @@ def plot_history(review: Review, path: Path) -> Optional[str]:
         for r in done[1:]:
             best.append(_first(r) if sign * _first(r) > sign * best[-1] else best[-1])
         ax.step([r.number for r in done], best, where="post", color="tab:orange", label="best so far")
-    for states, marker, color in ((("rejected", "failed"), "x", "tab:red"), (("duplicate",), "o", "grey")):
-        numbers = [r.number for r in review.rows if r.state in states]
-        if numbers:  # at the foot of the axes: they have no value
-            ax.plot(numbers, [0.03] * len(numbers), marker, color=color, mfc="none", ls="none",
-                    transform=ax.get_xaxis_transform(), label=" / ".join(states))
+    numbers = [r.number for r in review.rows if r.state in ("rejected", "failed")]
+    if numbers:  # at the foot of the axes: they have no value
+        ax.plot(numbers, [0.03] * len(numbers), "x", color="tab:red", mfc="none", ls="none",
+                transform=ax.get_xaxis_transform(), label="rejected / failed")
     ax.xaxis.set_major_locator(_integer_locator())
     ax.set_xlabel("trial number")
     ax.set_title(f"Optimization history: study {review.study}")
@@ -114,34 +113,40 @@ def _integer_locator() -> Any:
 
 
 def plot_acc_vs_params(review: Review, path: Path) -> Optional[str]:
-    """Final test accuracy vs params: complete trials, pruned faded, the Pareto front, budget, target, baseline."""
-    done = [r for r in review.rows if r.state == "complete" and r.test_acc is not None and r.params]
-    pruned = [r for r in review.rows if r.state == "pruned" and r.test_acc is not None and r.params]
+    """Validation objective vs params: complete trials, pruned faded at their last value, the Pareto front,
+    budget, target; each complete trial's final test accuracy beside it, as recorded (never used to rank)."""
+    acc = review.accuracy
+    done = [r for r in review.rows if r.state == "complete" and acc(r) is not None and r.params]
+    pruned = [r for r in review.rows if r.state == "pruned" and acc(r) is not None and r.params]
     if not done and not pruned:
-        return "no trial has a test accuracy yet"
+        return "no trial has a validation objective yet"
     fig, ax = pyplot().subplots(figsize=(8, 5))
     ref = review.baseline if review.baseline and review.baseline.params and review.baseline.test_acc else None
-    accuracy_axis(ax, [r.test_acc for r in done] + ([ref.test_acc] if ref else []), review.target,
-                  "test accuracy (final epoch)", above=[r.test_acc for r in pruned])
+    tested = [r for r in done if r.test_acc is not None]
+    accuracy_axis(ax, [acc(r) for r in done] + [r.test_acc for r in tested] + ([ref.test_acc] if ref else []),
+                  review.target, "validation objective (mean of the last 3 epochs)", above=[acc(r) for r in pruned])
     if pruned:
-        ax.scatter([r.params for r in pruned], [r.test_acc for r in pruned], color="grey", alpha=0.3,
-                   label=below_axis(ax, "pruned (when stopped)", [r.test_acc for r in pruned]))
+        ax.scatter([r.params for r in pruned], [acc(r) for r in pruned], color="grey", alpha=0.3,
+                   label=below_axis(ax, "pruned (last value)", [acc(r) for r in pruned]))
     if done:
-        ax.scatter([r.params for r in done], [r.test_acc for r in done], color="tab:blue",
-                   label=below_axis(ax, "complete", [r.test_acc for r in done]))
+        ax.scatter([r.params for r in done], [acc(r) for r in done], color="tab:blue",
+                   label=below_axis(ax, "complete", [acc(r) for r in done]))
+    if tested:
+        ax.scatter([r.params for r in tested], [r.test_acc for r in tested], marker="_", s=80, color="tab:purple",
+                   label=below_axis(ax, "test, final epoch (recorded, not used to rank)", [r.test_acc for r in tested]))
     front = review.front
     if front:
-        ax.plot([r.params for r in front], [r.test_acc for r in front], "-o", color="tab:orange", mfc="none",
-                ms=11, mew=2, label="Pareto front (max acc, min params)")
+        ax.plot([r.params for r in front], [acc(r) for r in front], "-o", color="tab:orange", mfc="none",
+                ms=11, mew=2, label="Pareto front (max validation, min params)")
         for r in front:
-            ax.annotate(f"#{r.number}", (r.params, r.test_acc), textcoords="offset points", xytext=(6, 6),
+            ax.annotate(f"#{r.number}", (r.params, acc(r)), textcoords="offset points", xytext=(6, 6),
                         fontsize="small")
     if ref:
-        ax.plot([ref.params], [ref.test_acc], label=BASELINE_LABEL, **BASELINE_STYLE)
+        ax.plot([ref.params], [ref.test_acc], label=f"{BASELINE_LABEL}: test accuracy", **BASELINE_STYLE)
     reference_lines(ax, review.target, [review.budget])
     ax.set_xlim(0, max([review.budget] + [r.params for r in done + pruned] + ([ref.params] if ref else [])) * 1.08)
     params_axis(ax)
-    ax.set_title(f"Test accuracy vs parameters: study {review.study}")
+    ax.set_title(f"Validation objective vs parameters: study {review.study}")
     save_figure(fig, ax, path)
     return None
 

@@ -49,16 +49,23 @@ class Review:
         """The best complete trial: a pruned one never wins, whatever its last value."""
         return next((r for r in self.rows if r.state == "complete"), None)
 
+    def accuracy(self, row: Row) -> Optional[float]:
+        """The row's validation objective (val_acc), the accuracy that selection uses; None where it has none.
+        Test accuracy is recorded beside it and never used to rank or select."""
+        if "val_acc" not in self.objective_names or not row.objective:
+            return None
+        return row.objective[self.objective_names.index("val_acc")]
+
     @property
     def front(self) -> list[Row]:
-        """Complete trials on the Pareto front of final test accuracy (max) and params (min)."""
-        done = [r for r in self.rows if r.state == "complete" and r.test_acc is not None and r.params]
-        return sorted(pareto_front(done, key=lambda r: (r.test_acc, -r.params)), key=lambda r: r.params)
+        """Complete trials on the Pareto front of the validation objective (max) and params (min)."""
+        done = [r for r in self.rows if r.state == "complete" and self.accuracy(r) is not None and r.params]
+        return sorted(pareto_front(done, key=lambda r: (self.accuracy(r), -r.params)), key=lambda r: r.params)
 
 
 def rank(rows: list[Row], directions: Sequence[str]) -> list[Row]:
     """Rows in STATES order: complete trials by value (Pareto layers first for several objectives), pruned and
-    running ones by their last value, then rejected, duplicate, failed; numbers break ties."""
+    running ones by their last value, then rejected, failed; numbers break ties."""
     signs = [1 if d == "maximize" else -1 for d in directions]
     layer: dict[int, int] = {}
     left = [r for r in rows if r.state == "complete" and r.objective]
@@ -78,15 +85,18 @@ def rank(rows: list[Row], directions: Sequence[str]) -> list[Row]:
     return ranked
 
 
-def summarize(rows: list[Row]) -> Summary:
-    """Counts per state, and epochs trained against every trial trained to its train.epochs (rejected and
-    duplicate trials count in the budget: without them those epochs would have been trained)."""
+def summarize(rows: list[Row], duplicates: int = 0) -> Summary:
+    """Counts per state, and epochs trained against every trial trained to its train.epochs (a rejected trial
+    counts in that budget: without the rejection its epochs would have been trained). Duplicate asks are not
+    rows: they are only counted, as asks that repeated a configuration another trial holds."""
     longest = max((r.epochs_trained for r in rows), default=0)
     maxima = {r.max_epochs or longest for r in rows}
     times = [(r.finished - r.started).total_seconds() for r in rows if r.started and r.finished]
     starts = [r.started for r in rows if r.started]
     ends = [r.finished for r in rows if r.finished]
-    return Summary(counts={s: sum(r.state == s for r in rows) for s in STATES}, n_trials=len(rows),
+    counts = {s: sum(r.state == s for r in rows) for s in STATES}
+    counts["duplicate"] = duplicates
+    return Summary(counts=counts, n_trials=len(rows),
                    epochs_trained=sum(r.epochs_trained for r in rows),
                    epochs_budget=sum(r.max_epochs or longest for r in rows),
                    max_epochs=maxima.pop() if len(maxima) == 1 else None, trial_time_s=sum(times),
@@ -107,7 +117,9 @@ def review_study(study: Any, storage_url: str, baseline: Optional[Path]) -> Revi
     names = (_attr(trials, "objectives") or "").strip("[]").replace(" ", "").split(",")  # e.g. "[val_acc,params]"
     if len(names) != len(directions) or not all(names):
         names = ["val_acc"] if len(directions) == 1 else [f"objective {i}" for i in range(len(directions))]
-    rows = rank([trial_row(t, target) for t in trials], directions)
+    every = [trial_row(t, target) for t in trials]
+    # A duplicate ask trained nothing and holds nothing: it is counted, never ranked, tabled or plotted.
+    rows = rank([r for r in every if r.state != "duplicate"], directions)
     ref = metrics_row(read_metrics(baseline), BASELINE_LABEL) if baseline else None
-    return Review(study.study_name, storage_url, directions, names, rows, summarize(rows), target, budget,
-                  ref, baseline)
+    return Review(study.study_name, storage_url, directions, names, rows,
+                  summarize(rows, duplicates=len(every) - len(rows)), target, budget, ref, baseline)

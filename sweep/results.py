@@ -363,10 +363,12 @@ def sweep_cost(searches: Sequence[Search]) -> list[str]:
     walls = {s.name: [t.user_attrs["wall_time_s"] for t in s.trials
                       if isinstance(t.user_attrs.get("wall_time_s"), (int, float))] for s in searches}
     # Only the Optuna 5 sweeper skips duplicates: no column of zeros for the studies from before it.
-    states = [k for k in STATES if k != "duplicate" or any(s.counts[k] for s in summaries.values())]
-    headers = ["study", "trials", *states, "epochs trained", "of n x max", "saved", "sum of trials' wall_time_s",
+    states = [k for k in STATES if k != "duplicate"]
+    skipped = any(s.counts["duplicate"] for s in summaries.values())
+    headers = ["study", "trials", *states, *(["duplicate asks (skipped)"] if skipped else []), "epochs trained", "of n x max", "saved", "sum of trials' wall_time_s",
                "sum of trial times", "first start to last finish"]
-    rows = [[name, str(s.n_trials), *(str(s.counts[k]) for k in states), str(s.epochs_trained),
+    rows = [[name, str(s.n_trials), *(str(s.counts[k]) for k in states),
+             *([str(s.counts["duplicate"])] if skipped else []), str(s.epochs_trained),
              str(s.epochs_budget), f"{s.saving:.1%}", fmt_duration(sum(walls[name])) if walls[name] else "-",
              fmt_duration(s.trial_time_s), fmt_duration(s.span_s)]
             for name, s in summaries.items()]
@@ -375,8 +377,8 @@ def sweep_cost(searches: Sequence[Search]) -> list[str]:
         by_storage.setdefault(s.storage, []).append(s.name)
     sources = "; ".join(f"{', '.join(names)} from `{url}`" for url, names in by_storage.items())
     return ["## Sweep cost", "", f"{sources}. Pruned trials stop early and rejected ones never train: \"saved\" is "
-            "the share of n x max (every trial trained to its train.epochs) that pruning, rejection and skipped "
-            "duplicates left untrained. A trial's `wall_time_s` is the time its job measured (trials that recorded "
+            "the share of n x max (every trial trained to its train.epochs) that pruning and rejection left "
+            "untrained; a duplicate ask, which repeated a configuration another trial holds, is not a trial here. A trial's `wall_time_s` is the time its job measured (trials that recorded "
             "one); trial times run from a trial's start to its finish in the storage, startup included.", "",
             md_table(headers, rows), ""]
 
@@ -417,7 +419,9 @@ def best_so_far(s: Search) -> tuple[list[int], list[float], list[tuple[int, floa
     rows = {r.number: r for r in s.review.rows}
     xs, ys, records, epochs, best = [], [], [], 0, None
     for t in s.trials:
-        r = rows[t.number]
+        r = rows.get(t.number)
+        if r is None:  # a duplicate ask: never trained
+            continue
         epochs += r.epochs_trained
         if r.state == "complete" and r.objective and (best is None or sign * r.objective[0] > sign * best):
             best = r.objective[0]

@@ -117,17 +117,18 @@ def to_csv(review: Review) -> str:
 
 def summary_lines(review: Review) -> list[str]:
     s = review.summary
-    states = ", ".join(f"{n} {state}" for state, n in s.counts.items() if n or state in ("complete", "pruned"))
+    states = ", ".join(f"{n} {state}" for state, n in s.counts.items()
+                       if state != "duplicate" and (n or state in ("complete", "pruned")))
     budget = (f"{s.n_trials} x {s.max_epochs} = {s.epochs_budget}" if s.max_epochs is not None
               else f"{s.epochs_budget} (each trial's train.epochs)")
     duplicates = s.counts["duplicate"]
-    savers = "pruning, rejection and skipped duplicates" if duplicates else "pruning and rejection"
     lines = [f"study {review.study!r} ({review.storage}), {' / '.join(review.directions)} "
              f"{' / '.join(review.objective_names)}: {s.n_trials} trials: {states}",
-             f"epochs trained: {s.epochs_trained} of {budget}: {s.saving:.1%} saved by {savers}",
+             f"epochs trained: {s.epochs_trained} of {budget}: {s.saving:.1%} saved by pruning and rejection",
              f"rejected before training: {s.counts['rejected']} of {s.n_trials} ({s.rejected_fraction:.1%})"]
     if duplicates:
-        lines.append(f"duplicates, never trained: {duplicates} (a configuration an earlier trial already had)")
+        lines.append(f"duplicate asks, skipped: {duplicates} (each repeated a configuration a trial already held; "
+                     "never trained, and counted nowhere else)")
     return lines + [f"trial time: {fmt_duration(s.trial_time_s)} in total, "
                     f"{fmt_duration(s.span_s)} from first start to last finish"]
 
@@ -158,8 +159,9 @@ def to_markdown(review: Review, top: int, plots: Optional[dict[str, Optional[str
     if review.baseline_path:
         parts += ["", f"Reference row: `{review.baseline_path}`."]
     if review.front:
-        parts += ["", "## Pareto front (final test accuracy vs params, complete trials)", "",
-                  ", ".join(f"#{r.number} ({fmt_int(r.params)} params, {fmt_pct(r.test_acc)})" for r in review.front)]
+        parts += ["", "## Pareto front (validation objective vs params, complete trials)", "",
+                  ", ".join(f"#{r.number} ({fmt_int(r.params)} params, {fmt_pct(review.accuracy(r))}; "
+                            f"{fmt_pct(r.test_acc)} test, recorded)" for r in review.front)]
     if plots is not None:
         parts += ["", "## Plots", ""]
         for name, note in plots.items():

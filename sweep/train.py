@@ -18,7 +18,7 @@ from typing import Any, Iterator, Optional
 
 from omegaconf import DictConfig, OmegaConf
 
-from sweep.config import validate
+from sweep.config import momentum, validate
 from sweep.errors import BudgetError, ConfigError, DivergedError
 from sweep.machine import keep_freed_memory, machine_info
 from sweep.model import ModelReport, build_model, check_constraints
@@ -189,18 +189,21 @@ def make_optimizer(model: Any, cfg: DictConfig, steps_per_epoch: int) -> tuple[A
     import torch
 
     o, s = cfg.optim, cfg.sched
+    beta1 = momentum(o)
     # foreach: one kernel per operation for all parameters, as PyTorch does by default only on a GPU. On the CPU
     # a step of fcfree_5k5's 23 tensors took 0.15 ms per parameter, 0.11 ms foreach (`bench.py --parts`).
     if o.name == "sgd":
-        opt = torch.optim.SGD(model.parameters(), lr=o.lr, momentum=o.momentum, nesterov=o.nesterov and o.momentum > 0,
+        opt = torch.optim.SGD(model.parameters(), lr=o.lr, momentum=beta1, nesterov=o.nesterov and beta1 > 0,
                               weight_decay=o.weight_decay, foreach=True)
     else:
-        opt = torch.optim.AdamW(model.parameters(), lr=o.lr, betas=(o.momentum, 0.999), weight_decay=o.weight_decay,
+        opt = torch.optim.AdamW(model.parameters(), lr=o.lr, betas=(beta1, 0.999), weight_decay=o.weight_decay,
                                 foreach=True)
     total = cfg.train.epochs * steps_per_epoch
     if s.name == "onecycle":  # all schedules step per batch
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=o.lr, total_steps=total, pct_start=s.pct_start,
-                                                    div_factor=s.div_factor, final_div_factor=s.final_div_factor)
+                                                    div_factor=s.div_factor, final_div_factor=s.final_div_factor,
+                                                    cycle_momentum=s.cycle_momentum, base_momentum=s.base_momentum,
+                                                    max_momentum=s.max_momentum)
     elif s.name == "cosine":
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total)
     elif s.name == "step":
@@ -469,7 +472,8 @@ def _write(cfg: DictConfig, result: RunResult, out_dir: Optional[Path], model: A
            machine: Optional[dict[str, Any]] = None) -> dict[str, Any]:
     """metrics.json (and the checkpoint) in the run directory; returns the trial's summary record."""
     target = cfg.constraints.target_acc
-    best = max(result.epochs, key=lambda e: e["val_acc"] if e["val_acc"] is not None else e["test_acc"], default=None)
+    # The best epoch by validation only (None without a split): test accuracy is recorded, never selected on.
+    best = max((e for e in result.epochs if e["val_acc"] is not None), key=lambda e: e["val_acc"], default=None)
     summary = {
         "status": result.status,
         "epochs_trained": len(result.epochs),

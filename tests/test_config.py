@@ -3,7 +3,7 @@ import pytest
 from hydra.errors import HydraException
 
 from conftest import CONF, compose
-from sweep.config import validate
+from sweep.config import momentum, validate
 from sweep.errors import ConfigError
 
 GROUPS = ["data", "model", "optim", "sched", "train", "constraints", "sweep", "experiment"]
@@ -23,7 +23,7 @@ def test_every_group_option_composes_and_validates(group, option):
 def test_default_is_the_documented_net_as_documented():
     cfg = compose()
     assert cfg.model.name == "baseline"
-    assert (cfg.optim.name, cfg.optim.lr, cfg.optim.momentum) == ("sgd", 0.01, 0.9)
+    assert (cfg.optim.name, cfg.optim.lr, momentum(cfg.optim)) == ("sgd", 0.01, 0.9)
     assert (cfg.train.batch_size, cfg.train.epochs, cfg.sched.name) == (64, 20, "none")
     assert (cfg.constraints.max_params, cfg.constraints.max_epochs, cfg.constraints.target_acc) == (20000, 20, 0.994)
 
@@ -69,3 +69,38 @@ def test_value_ranges_give_one_clear_line(override, message):
         validate(compose([override]))
     assert message in str(e.value)
     assert "\n" not in str(e.value)
+
+
+def test_momentum_under_onecycle_is_the_schedules_and_saying_otherwise_is_an_error():
+    with pytest.raises(ConfigError) as e:
+        validate(compose(["sched=onecycle", "optim.momentum=0.8"]))
+    assert str(e.value).startswith("optim.momentum=0.8: sched=onecycle sets the momentum at every step")
+    assert "sched.cycle_momentum=false" in str(e.value)
+    validate(compose(["sched=onecycle", "optim.momentum=0.8", "sched.cycle_momentum=false"]))
+    with pytest.raises(ConfigError, match=r"sched.base_momentum=0.97: must be in \[0, sched.max_momentum=0.95\]"):
+        validate(compose(["sched=onecycle", "sched.base_momentum=0.97"]))
+
+
+@pytest.mark.parametrize("overrides,expected", [
+    (["optim.momentum=0.8", "sched.cycle_momentum=false"], {0.8}),  # optim.momentum holds at every step
+    ([], None),  # cycled: max_momentum at the ends, base_momentum at the peak
+    (["sched.base_momentum=0.8", "sched.max_momentum=0.9"], None),
+])
+def test_the_optimizer_runs_with_the_momentum_the_config_names(overrides, expected):
+    import torch
+
+    from sweep.train import make_optimizer
+
+    cfg = compose(["model=fcfree", "sched=onecycle", "train.epochs=2", *overrides])
+    model = torch.nn.Linear(2, 2)
+    opt, sched = make_optimizer(model, cfg, steps_per_epoch=10)
+    seen = []
+    for _ in range(20):
+        seen.append(opt.param_groups[0]["momentum"])
+        opt.step()
+        sched.step()
+    if expected is not None:
+        assert set(seen) == expected
+    else:
+        assert max(seen) == pytest.approx(cfg.sched.max_momentum) and min(seen) == pytest.approx(
+            cfg.sched.base_momentum, abs=0.01)

@@ -140,7 +140,7 @@ def test_a_study_with_another_direction_is_refused_and_left_as_it_was(tmp_path: 
 @pytest.mark.parametrize("overrides, message", [
     (["optim.lr=-0.1"], "optim.lr=-0.1: must be > 0 and <= 10"),
     (["optim.lr=10.5"], "optim.lr=10.5: must be > 0 and <= 10"),
-    (["optim.momentum=1.0"], "optim.momentum=1.0: must be in [0, 1)"),
+    (["optim.momentum=1.0"], "optim.momentum=1.0: must be in [0, 1), or null for 0.9"),
     (["model.dropout=1.0"], "model.dropout=1.0: must be in [0, 1)"),
     (["model.dropout=-0.1"], "model.dropout=-0.1: must be in [0, 1)"),
     (["train.epochs=0"], "train.epochs=0: must be in [1, constraints.max_epochs=20]"),

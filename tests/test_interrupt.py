@@ -121,17 +121,17 @@ def test_an_interrupted_then_killed_sweep_goes_on_and_loses_nothing(tmp_path: Pa
 
 
 def test_diverging_trials_fail_at_once_and_the_sweep_goes_on(tmp_path: Path) -> None:
-    # SGD at the largest allowed LR with batches of 16 turns the loss to NaN within ~20 steps; this
-    # sampler seed asks 10.0 twice, so no trial finishes, which is a result, not a crash.
+    # SGD at these LRs with batches of 16 turns the loss to NaN within ~20 steps, so no trial finishes, which
+    # is a result, not a crash.
     done = run_entry("run.py", ["-m", "hydra.sweeper.n_trials=2", "hydra.sweeper.study_name=t", *TINY,
-                                "train.epochs=2", "optim.lr=choice(0.05,10.0)", "train.batch_size=16",
+                                "train.epochs=2", "optim.lr=choice(5.0,10.0)", "train.batch_size=16",
                                 "model.dropout=0", "sched=none"], cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "Traceback" not in done.stderr and "no trial of this study has finished yet" in done.stdout
     study = trials(tmp_path)
     assert len(study) == 2  # the first diverged trial did not stop the sweep
     for t in study:
-        assert t.params["optim.lr"] == 10.0 and t.state == FAIL and t.user_attrs["status"] == "failed"
+        assert t.params["optim.lr"] in (5.0, 10.0) and t.state == FAIL and t.user_attrs["status"] == "failed"
         assert t.user_attrs["reason"].startswith("diverged: loss") and "at epoch 1," in t.user_attrs["reason"]
         assert not t.intermediate_values  # stopped inside its first epoch, never reported
         metrics = json.loads((Path(t.user_attrs["run_dir"]) / "metrics.json").read_text())

@@ -160,3 +160,8 @@ def test_a_resolved_config_with_a_width_no_block_has_still_fails():
     assert resolved["blocks"][0]["convs"] == [8, 16]
     with pytest.raises(ConfigError, match=r"^model\.widths\.c9: not used by any block of model 'fcfree'"):
         build_model(resolved)
+
+
+def test_a_built_model_is_in_training_mode_as_torch_builds_modules():
+    model, _ = build_model(compose(["model=fcfree"]).model)
+    assert all(m.training for m in model.modules())

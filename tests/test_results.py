@@ -131,12 +131,13 @@ def test_no_runs_is_one_line_error(tmp_path: Path) -> None:
     assert "no */seed_*/metrics.json there" in result.stderr and not (tmp_path / "R.md").exists()
 
 
-def test_sweep_cost_counts_duplicates_in_their_own_column(tmp_path: Path) -> None:
+def test_sweep_cost_counts_duplicate_asks_apart_from_the_trials(tmp_path: Path) -> None:
     url = make_study(tmp_path / "optuna.db", "new", NEW_TRIALS)
     header, _, row = rs.sweep_cost(rs.load_searches([url], ["new"]))[4].splitlines()
-    assert header.startswith("| study | trials | complete | pruned | running | rejected | duplicate | failed |")
-    # 2 complete trials' wall_time_s of 100 s each; the others recorded none
-    assert row.startswith("| new | 6 | 2 | 1 | 0 | 1 | 1 | 1 | 24 | 60 | 60.0% | 3.3 min |")
+    assert header.startswith("| study | trials | complete | pruned | running | rejected | failed | "
+                             "duplicate asks (skipped) |")
+    # 5 trials (the duplicate ask is none of them), 5 x 10 epochs; 2 complete trials' wall_time_s of 100 s each
+    assert row.startswith("| new | 5 | 2 | 1 | 0 | 1 | 1 | 1 | 24 | 50 | 52.0% | 3.3 min |")
 
 
 def test_machine_line_names_the_cpu_as_cpuinfo_does() -> None:
@@ -180,7 +181,7 @@ def test_each_study_is_read_from_the_storage_that_holds_it(tmp_path: Path) -> No
     searches = rs.load_searches([old, new], ["small", "demo"])
     assert [(s.name, s.storage) for s in searches] == [("small", new), ("demo", old)]
     header, _, small, demo = rs.sweep_cost(searches)[4].splitlines()
-    assert "mnist" not in header and "| duplicate |" not in header  # no duplicate anywhere: no column of zeros
+    assert "mnist" not in header and "duplicate" not in header  # no duplicate ask anywhere: no column of zeros
     assert demo.startswith("| demo | 8 | 3 | 2 | 0 | 1 | 2 | 38 | 80 | 52.5% | 5.7 min |")  # 3 x 100 s + 40 s
     assert small.startswith(f"| small | 3 | 2 | 1 | 0 | 0 | 0 | {2 * MAX_EPOCHS + 4} | {3 * MAX_EPOCHS} | 20.0% |")
     assert "demo from `" + old + "`; small from `" + new + "`" not in rs.sweep_cost(searches)[2]  # in study order

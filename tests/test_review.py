@@ -310,17 +310,32 @@ NEW_TRIALS = [
 def test_new_states_rank_and_count(tmp_path: Path) -> None:
     url = make_study(tmp_path / "new.db", "new", NEW_TRIALS)
     review = review_study(load_study(open_readonly(url), "new", url), url, None)
+    # The duplicate ask (#3) is no row: it trained nothing and holds nothing, so it is counted, never ranked.
     assert [(r.number, r.label) for r in review.rows] == [
         (0, "complete"), (5, "complete"), (1, "pruned at epoch 3"), (2, "rejected: model has 21,000 params"),
-        (3, "duplicate: same configuration as #0"), (4, "failed: non-finite loss at epoch 2")]
+        (4, "failed: non-finite loss at epoch 2")]
     assert review.winner.number == 0 and review.rows[2].objective == [0.9970]
     s = review.summary
     assert s.counts == {"complete": 2, "pruned": 1, "running": 0, "rejected": 1, "duplicate": 1, "failed": 1}
-    assert (s.epochs_trained, s.epochs_budget) == (10 + 3 + 0 + 0 + 1 + 10, 6 * MAX_EPOCHS)
+    assert s.n_trials == 5 and (s.epochs_trained, s.epochs_budget) == (10 + 3 + 0 + 1 + 10, 5 * MAX_EPOCHS)
     text = render(review, "table", 10, {}, tmp_path)
-    assert "6 trials: 2 complete, 1 pruned, 1 rejected, 1 duplicate, 1 failed" in text
-    assert "saved by pruning, rejection and skipped duplicates" in text and "duplicates, never trained: 1" in text
+    assert "5 trials: 2 complete, 1 pruned, 1 rejected, 1 failed" in text and "failed: non-finite" in text
+    assert "saved by pruning and rejection" in text and "duplicate asks, skipped: 1" in text
+    assert "#3" not in text.split("duplicate asks")[1]  # in no table row
+    csv_rows = list(csv.DictReader(io.StringIO(review_cli.to_csv(review))))
+    assert [r["trial"] for r in csv_rows] == ["0", "5", "1", "2", "4"]
     assert review_cli.write_report(review, tmp_path / "report", 10) == dict.fromkeys(PLOTS)
+
+
+def test_the_front_ranks_on_validation_never_on_test(tmp_path: Path) -> None:
+    trials = [("COMPLETE", 0.9940, 12, 0.03, None, done(0.9941, 0.9942, 9000)),
+              # the best test accuracy of the study, but a lower validation objective and more params
+              ("COMPLETE", 0.9900, 8, 0.05, None, done(0.9990, 0.9900, 10000))]
+    url = make_study(tmp_path / "front.db", "front", trials)
+    review = review_study(load_study(open_readonly(url), "front", url), url, None)
+    assert [r.number for r in review.front] == [0]
+    assert review.accuracy(review.rows[1]) == 0.9900
+    assert "#0 (9,000 params, 99.40%; 99.41% test, recorded)" in to_markdown(review, 10)
 
 
 # Trials #0, #1, #4, #19 and #35 of study mnist_6k in results/optuna.db, as optuna 2.10.1 wrote them: the file

@@ -40,8 +40,8 @@ def test_two_trials_twice_gives_four_distinct_configurations(tmp_path, mnist):
     assert "Sweep stopped: n_trials reached (2/2)" in first.stdout
     assert "python sweep/confirm.py --study t" in first.stdout
 
-    second = sweep(tmp_path)  # the same command continues the study: new seed, new configurations
-    assert "the study holds 2 trials: sampler seed 4259972370 for this run" in second.stdout
+    second = sweep(tmp_path)  # the same command continues the study: new trial numbers, so new draws
+    assert "TPESampler seeded per trial from 1234" in second.stdout
     study = load(tmp_path)
     assert [t.number for t in study.trials] == list(range(4))
     assert len({tuple(t.params.items()) for t in study.trials}) == 4
@@ -65,6 +65,54 @@ def test_a_configuration_the_study_holds_is_never_trained_again(tmp_path, mnist)
     holders = {f"same configuration as #{t.number}" for t in trained}
     assert all(t.user_attrs["reason"] in holders for t in duplicates)
     assert "every configuration tried was already in the study" in done.stdout
+
+
+@pytest.mark.slow
+def test_a_batch_cut_short_by_a_used_up_space_launches_what_it_asked(tmp_path, mnist):
+    # Two configurations, three trials a batch: the third ask only finds duplicates. The two asked trials are
+    # still trained and told, never left RUNNING for a later sweep's heartbeat check.
+    done = sweep(tmp_path, "hydra.sweeper.params=null", "model=fcfree", "data.val_size=200",
+                 "optim.lr=choice(0.05,0.1)", "hydra.sweeper.n_trials=3", "hydra.sweeper.n_jobs=3")
+    trials = load(tmp_path).trials
+    assert not [t for t in trials if t.state == optuna.trial.TrialState.RUNNING]
+    trained = [t for t in trials if t.user_attrs["status"] != "duplicate"]
+    assert [t.state for t in trained] == [COMPLETE, COMPLETE] and len(trials) == 2 + 50
+    assert "every configuration tried was already in the study (50 asks in a row)" in done.stdout
+
+
+def test_workers_started_together_ask_different_configurations(tmp_path):
+    """Three workers' samplers on one fresh study, each asking before any has told: as three sweeps started at
+    the same moment would. Seeded per trial, their first asks already differ."""
+    from omegaconf import OmegaConf
+
+    from hydra_plugins.archsearch_sweeper.archsearch_sweeper import make_sampler
+    from optuna.distributions import FloatDistribution, IntDistribution
+
+    space = {"model.widths.c1": IntDistribution(4, 16, step=2), "optim.lr": FloatDistribution(0.01, 0.3, log=True)}
+    url = f"sqlite:///{tmp_path}/optuna.db"
+    node = OmegaConf.create({"_target_": "optuna.samplers.TPESampler", "seed": 1234, "constant_liar": True})
+    workers = [optuna.create_study(study_name="t", storage=url, sampler=make_sampler(node), load_if_exists=True)
+               for _ in range(3)]
+    asked = [w.ask(space) for _ in range(3) for w in workers]  # 9 asks, the workers taking turns
+    assert len({tuple(sorted(t.params.items())) for t in asked}) == 9
+
+    # One worker alone stays reproducible from its seed.
+    again = optuna.create_study(sampler=make_sampler(node))
+    assert [again.ask(space).params for _ in range(3)] == [t.params for t in asked[:3]]
+
+
+@pytest.mark.slow
+def test_three_workers_started_at_once_never_ask_the_same_configuration(tmp_path, mnist):
+    url = f"sqlite:///{tmp_path}/outputs/optuna.db"
+    args = ["-m", "hydra.sweeper.n_trials=3", f"hydra.sweeper.study_name={STUDY}", f"hydra.sweeper.storage={url}",
+            *TINY]  # the default sampler seed for all three, as a user would start them
+    procs = [subprocess.Popen([sys.executable, str(ROOT / "sweep" / "run.py"), *args], cwd=tmp_path,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(3)]
+    outputs = [p.communicate(timeout=400)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], [o[-2000:] for o in outputs]
+    trials = load(tmp_path).trials
+    assert len(trials) == 9 and all(t.user_attrs["status"] == "complete" for t in trials)
+    assert len({tuple(sorted(t.params.items())) for t in trials}) == 9
 
 
 @pytest.mark.slow

@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-import numpy as np
 from hydra.core.config_store import ConfigStore
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override, Transformer
@@ -30,6 +29,7 @@ from sweep.errors import BudgetError, ConfigError, StorageError
 
 log = logging.getLogger(__name__)
 MAX_RESAMPLES = 50  # asks in a row that all hit configurations the study holds: the space is used up
+SPACE_USED_UP = f"every configuration tried was already in the study ({MAX_RESAMPLES} asks in a row)"
 
 
 @dataclass
@@ -111,6 +111,18 @@ def register() -> None:
         store.store(group="hydra/sweeper/sampler", name=name, node=node, provider="archsearch")
 
 
+def make_sampler(cfg: Any) -> Any:
+    """The sampler that hydra.sweeper.sampler describes; with a seed, seeded per trial (sweep/sampling.py)."""
+    from hydra.utils import instantiate
+
+    from sweep.sampling import PerTrialSeed
+
+    node = OmegaConf.to_container(cfg, resolve=True)
+    if node.get("seed") is None:
+        return instantiate(node)
+    return PerTrialSeed(lambda seed: instantiate({**node, "seed": seed}), node["seed"])
+
+
 def _candidates(searched: List[Override]) -> List[List[str]]:
     """Override lists that between them take every choice and each end of every range (only the start
     of a float interval, whose end Optuna never samples): the corners where a bad space shows."""
@@ -189,11 +201,13 @@ class ArchSearchSweeper(Sweeper):
 
         if self.storage_url is None:
             raise ConfigError("hydra.sweeper.storage=null: pruning and resuming need a storage URL")
-        storage, study_exists = self._preflight(arguments)
-        study = self._create_study(storage, study_exists)
+        storage = self._preflight(arguments)
+        study = self._create_study(storage)
         distributions, fixed = self._search_space(arguments)
         budget = Budget(self.n_trials, self.budget_cfg.epochs, self.budget_cfg.minutes)
-        log.info(f"Study {self.study_name!r} in {self.storage_url}: {type(study.sampler).__name__}, "
+        sampler = getattr(study.sampler, "wrapped", study.sampler)
+        seeding = f" seeded per trial from {self.sampler_cfg.seed}" if sampler is not study.sampler else ""
+        log.info(f"Study {self.study_name!r} in {self.storage_url}: {type(sampler).__name__}{seeding}, "
                  f"{type(study.pruner).__name__}, directions {self.directions}; budget: {budget.describe()}")
         self._log_to_sweep_dir()
         stop = threading.Event()
@@ -223,9 +237,14 @@ class ArchSearchSweeper(Sweeper):
         while not (reason := budget.exhausted()):
             size = min(self.n_jobs, budget.n_trials - budget.trials)
             epochs, deadline = budget.allowance(size)
-            trials = [self._ask_new(study, storage, distributions, fixed) for _ in range(size)]
-            if None in trials:
-                return f"every configuration tried was already in the study ({MAX_RESAMPLES} asks in a row)"
+            trials = []
+            for _ in range(size):
+                trial = self._ask_new(study, storage, distributions, fixed)
+                if trial is None:  # the space is used up: launch what was asked, then stop
+                    break
+                trials.append(trial)
+            if not trials:
+                return SPACE_USED_UP
             overrides = [self._job_overrides(t, epochs, deadline) for t in trials]
             self.batch = [self.ids[t.number] for t in trials]
             with self._jobs_may_fail_themselves(storage):
@@ -243,11 +262,20 @@ class ArchSearchSweeper(Sweeper):
             self.batch = []
             if failures / len(returns) > self.max_failure_rate:
                 return f"{failures} of {len(returns)} trials failed, over max_failure_rate={self.max_failure_rate}"
+            if len(trials) < size:
+                return SPACE_USED_UP
         return reason
 
     def _ask_new(self, study: Any, storage: Any, distributions: Dict[str, Any], fixed: Dict[str, Any]) -> Any:
         """A trial whose configuration no earlier trial of the study holds (finished, running, or failed
-        by its own fault); asks that repeat one are closed as FAIL `duplicate` and never trained."""
+        by its own fault); None after MAX_RESAMPLES asks in a row that all repeat one.
+
+        An ask that repeats one is never trained. It is closed as FAIL, with status `duplicate` and the
+        holder's number, because FAIL is the one state that every Optuna sampler leaves out of its model
+        (TPE, GP, NSGA-II, CMA-ES, random): the configuration then counts once, through the trial that holds
+        it. PRUNED would count it again, as worse than every trained trial (TPE ranks a PRUNED trial without
+        a reported epoch last), and COMPLETE with the holder's value would count it twice. The review shows
+        duplicates apart, never as failures, and leaves them out of every count, table and plot."""
         import optuna
 
         from sweep.study import REASON, STATUS, lost_reason, trial_id
@@ -268,6 +296,7 @@ class ArchSearchSweeper(Sweeper):
                 self.ids[trial.number] = tid
                 return trial
             trial.set_user_attr(STATUS, "duplicate")
+            trial.set_user_attr("duplicate_of", same)
             trial.set_user_attr(REASON, f"same configuration as #{same}")
             study.tell(trial, state=optuna.trial.TrialState.FAIL)
             log.info(f"trial #{trial.number}: same configuration as #{same}; not trained, asking again")
@@ -442,30 +471,23 @@ class ArchSearchSweeper(Sweeper):
 
         return search_space([f"{k}={v}" for k, v in self.params.items()] + list(arguments))
 
-    def _create_study(self, storage: Any, exists: int) -> Any:
-        """Create or load the study, its sampler's seed mixed with the number of trials the study already
-        holds, so a resumed sweep (or a second worker) does not replay the same random start-up."""
+    def _create_study(self, storage: Any) -> Any:
+        """Create or load the study, with the sampler seeded per trial (sweep/sampling.py): a resumed sweep or
+        a second worker gets trials of new numbers, and so new random draws, while one worker on a fresh
+        study stays reproducible from its seed."""
         import optuna
-        from hydra.utils import instantiate
 
         from sweep.study import make_pruner
 
-        sampler_cfg = OmegaConf.to_container(self.sampler_cfg, resolve=True)
-        if sampler_cfg.get("seed") is not None and exists:
-            # Mixed, not added: with seed + n, workers given seeds 1 and 2 met at seed 2 and asked the
-            # same points in lockstep. A fresh study keeps the seed as given, so it stays reproducible.
-            sampler_cfg["seed"] = int(np.random.SeedSequence([sampler_cfg["seed"], exists]).generate_state(1)[0])
-            log.info(f"the study holds {exists} trials: sampler seed {sampler_cfg['seed']} for this run")
-        sampler = instantiate(sampler_cfg)
-        study = optuna.create_study(study_name=self.study_name, storage=storage, sampler=sampler,
+        study = optuna.create_study(study_name=self.study_name, storage=storage, sampler=make_sampler(self.sampler_cfg),
                                     pruner=make_pruner(self.pruner_cfg), directions=self.directions,
                                     load_if_exists=True)
         optuna.storages.fail_stale_trials(study)
         return study
 
-    def _preflight(self, arguments: List[str]) -> Tuple[Any, int]:
-        """Fail fast, before any trial exists, on what would make every trial fail; return the open storage
-        and how many trials the study already holds. Cheapest first: values need no torch."""
+    def _preflight(self, arguments: List[str]) -> Any:
+        """Fail fast, before any trial exists, on what would make every trial fail; return the open storage.
+        Cheapest first: values need no torch."""
         from sweep.study import make_pruner
 
         for key in ("n_trials", "n_jobs"):
@@ -536,8 +558,8 @@ class ArchSearchSweeper(Sweeper):
         model_searched = any(o.get_key_element().split(".")[0] == "model" for o in searched)
         return cfg, candidates, model_searched
 
-    def _open_study(self) -> Tuple[Any, int]:
-        """Open the storage and check an existing study's directions; (storage, trials it holds)."""
+    def _open_study(self) -> Any:
+        """Open the storage and check an existing study's directions; the storage."""
         import optuna
 
         from sweep.study import open_storage
@@ -546,13 +568,13 @@ class ArchSearchSweeper(Sweeper):
         try:
             study = optuna.load_study(study_name=self.study_name, storage=storage)
         except KeyError:
-            return storage, 0  # a new study
+            return storage  # a new study
         found = [d.name.lower() for d in study.directions]
         if found != self.directions:
             raise StorageError(f"hydra.sweeper.study_name={self.study_name!r}: the study in {self.storage_url} "
                                f"was created with direction {found}, this sweep asks {self.directions}; "
                                "choose another study name")
-        return storage, len(study.get_trials(deepcopy=False))
+        return storage
 
     def _make_sweep_dir(self) -> List[Path]:
         """Create hydra.sweep.dir now, so that an unwritable one fails before any study exists; the dirs made."""
