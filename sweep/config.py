@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import sys
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
@@ -37,7 +38,7 @@ class BlockConfig:
 
 @dataclass
 class ArchConfig:
-    """The searched FC-free family, which the builder expands into blocks (sweep/model.py, arch_model):
+    """The searched FC-free family, which the builder expands into blocks (sweep/model.py, arch_stages):
     `pre` 3x3 convs (widths c1, then c2), a 2x2 max-pool, an optional 1x1 transition to t, `post` 3x3
     convs (the first half c3, the rest c4), then GAP and a 1x1 conv to the classes."""
     pre: int = 2  # 3x3 convs before the pool: where the pool goes
@@ -48,10 +49,32 @@ class ArchConfig:
 
 
 @dataclass
+class StageConfig:
+    """One stage of the multi-stage family: an optional 1x1 transition, then `depth` 3x3 convs. The first
+    max(1, depth // 2) convs are `width` wide, the rest `late_width` (null: width)."""
+    depth: int = 2
+    width: int = 8
+    late_width: Optional[int] = None
+    pad: int = 1  # 1 keeps the size (MACs, no params); 0 shrinks it by 2 a conv
+    transition: int = 0  # width of a 1x1 conv that opens the stage; 0: none
+
+
+@dataclass
+class StagesConfig:
+    """The multi-stage FC-free family (sweep/model.py, stages_model): stage s1, a 2x2 max-pool, s2, and with
+    pools=2 another max-pool and s3; then GAP and a 1x1 conv to the classes. s3 is unused with pools=1."""
+    pools: int = 2
+    s1: StageConfig = field(default_factory=lambda: StageConfig(depth=2, width=4))
+    s2: StageConfig = field(default_factory=lambda: StageConfig(depth=2, width=8))
+    s3: StageConfig = field(default_factory=lambda: StageConfig(depth=2, width=16))
+
+
+@dataclass
 class ModelConfig:
     name: str = MISSING
     widths: Dict[str, int] = field(default_factory=dict)  # named widths that blocks (or arch) use
     arch: Optional[ArchConfig] = None  # set: blocks are built from it and must be left empty
+    stages: Optional[StagesConfig] = None  # likewise: the multi-stage family
     blocks: List[BlockConfig] = field(default_factory=list)
     dropout: float = 0.0
     bias: bool = True  # conv biases; Conv -> ReLU -> BN, so a bias shifts the ReLU's threshold (not redundant)
@@ -94,6 +117,16 @@ def momentum(optim: Any) -> float:
 
 
 @dataclass
+class DistillConfig:
+    """Knowledge distillation from a net this tool trained: loss = (1 - weight) * cross-entropy + weight *
+    temperature^2 * KL(teacher || student) on the softened outputs. The teacher's forward passes run in the
+    training loop, so they count in the run's time; the checkpoint holds the student alone."""
+    teacher: Optional[str] = None  # a model.pt this tool wrote (cwd-relative); null: no distillation
+    temperature: float = 4.0
+    weight: float = 0.5
+
+
+@dataclass
 class TrainConfig:
     epochs: int = 20
     batch_size: int = 64
@@ -103,6 +136,11 @@ class TrainConfig:
     device: str = "auto"  # auto = cuda when present, else cpu
     threads: int = 0  # torch intra-op threads; 0 = torch's default (under joblib: cores // n_jobs)
     label_smoothing: float = 0.0
+    # Decay of an exponential moving average of the weights and BatchNorm statistics, updated every step; when
+    # > 0 the average is what is evaluated, selected on and saved (the raw weights' accuracies are recorded
+    # beside it). 0: off.
+    ema: float = 0.0
+    distill: DistillConfig = field(default_factory=DistillConfig)
     progress: bool = True
     checkpoint: bool = True
 
@@ -123,6 +161,15 @@ class TrialBudget:
 
 
 @dataclass
+class ReseedConfig:
+    """Set by the sweeper from hydra.sweeper.reseed: a trial whose first seed would rank among the study's
+    `top` complete trials trains `seeds` seeds in all (seed, seed + 1, ...), and its value is their mean, so
+    that the study's best is never one lucky seed. top 0: one seed for every trial."""
+    top: int = 0
+    seeds: int = 2
+
+
+@dataclass
 class Config:
     data: DataConfig = MISSING
     model: ModelConfig = MISSING
@@ -134,6 +181,7 @@ class Config:
     objectives: List[str] = field(default_factory=lambda: ["val_acc"])  # val_acc | params | macs
     trial: Optional[int] = None  # Optuna trial number, set by the sweeper for each job
     trial_budget: TrialBudget = field(default_factory=TrialBudget)  # set by the sweeper
+    reseed: ReseedConfig = field(default_factory=ReseedConfig)  # set by the sweeper
 
 
 OBJECTIVES = {"val_acc": "maximize", "params": "minimize", "macs": "minimize"}
@@ -144,6 +192,34 @@ CHOICES = {
     "train.precision": ("auto", "bf16", "fp32"),
     "train.device": ("auto", "cpu", "cuda"),
 }
+
+
+# Keys that say where and how a run runs, not what it trains: two runs that differ only in these are the same
+# configuration (a finished confirmation is reused whatever they were; the sweep's duplicate check ignores them).
+MACHINE_KEYS = ("data.root", "train.threads", "train.progress", "train.device", "train.checkpoint")
+# A sweep's bookkeeping for each job, and the name a run is filed under: no part of what is trained either.
+BOOKKEEPING_KEYS = ("trial", "trial_budget", "reseed", "model.name", "hydra")
+
+
+def configuration_key(cfg: DictConfig) -> str:
+    """A digest of what a run trains: the model as the builder expands it (sweep/model.py, expand) and the
+    recipe. Configs that build the same network with the same recipe share it, e.g. a transition width
+    sampled while the transition is off, or a third stage's width with one pool."""
+    import hashlib
+    import json
+
+    from sweep.model import expand
+
+    job = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])  # hydra's node resolves only in a job
+    c = OmegaConf.to_container(job, resolve=True)
+    c["model"] = OmegaConf.to_container(expand(job.model), resolve=True)
+    for key in (*MACHINE_KEYS, *BOOKKEEPING_KEYS):
+        *parents, leaf = key.split(".")
+        node = c
+        for p in parents:
+            node = node.get(p) or {}
+        node.pop(leaf, None)
+    return hashlib.sha256(json.dumps(c, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def register_configs() -> None:
@@ -211,6 +287,8 @@ def validate(cfg: DictConfig) -> None:
     require("train.batch_size", cfg.train.batch_size > 0, "> 0")
     require("train.eval_batch_size", cfg.train.eval_batch_size > 0, "> 0")
     require("train.threads", cfg.train.threads >= 0, ">= 0")
+    require("reseed.top", cfg.reseed.top >= 0, ">= 0 (0: off)")
+    require("reseed.seeds", cfg.reseed.seeds >= 1, ">= 1")
     require("data.val_size", 0 <= cfg.data.val_size < 60_000, "in [0, 60000)")
     require("data.train_subset", cfg.data.train_subset >= 0, ">= 0 (0 = all)")
     require("data.test_subset", 0 <= cfg.data.test_subset <= 10_000, "in [0, 10000] (0 = all)")
@@ -219,6 +297,13 @@ def validate(cfg: DictConfig) -> None:
     require("data.scale", 0 <= cfg.data.scale < 0.5, "in [0, 0.5)")
     require("sched.pct_start", 0 < cfg.sched.pct_start < 1, "in (0, 1)")
     require("train.label_smoothing", 0 <= cfg.train.label_smoothing < 1, "in [0, 1)")
+    require("train.ema", 0 <= cfg.train.ema < 1, "in [0, 1) (0: off)")
+    kd = cfg.train.distill
+    if kd.teacher is not None:
+        require("train.distill.temperature", kd.temperature > 0, "> 0")
+        require("train.distill.weight", 0 <= kd.weight <= 1, "in [0, 1]")
+        require("train.distill.teacher", Path(kd.teacher).is_file(),
+                f"a checkpoint file (model.pt) this tool wrote; none at {Path(kd.teacher).absolute()}")
     require("sched.step_epochs", cfg.sched.step_epochs > 0, "> 0")
     require("constraints.max_params", cfg.constraints.max_params > 0, "> 0")
     require("constraints.target_acc", 0 < cfg.constraints.target_acc <= 1, "in (0, 1]")

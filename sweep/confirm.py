@@ -45,6 +45,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn, Optional, Sequence
 
+from sweep.config import MACHINE_KEYS
 from sweep.defaults import CONF, ROOT, sweep_defaults
 from sweep.errors import ConfigError
 from sweep.experiment import RUNTIME_KEYS, experiment_yaml, save_experiment
@@ -56,8 +57,6 @@ from sweep.tables import fmt_duration, fmt_int, fmt_pct, objective_text, text_ta
 
 RUN = ROOT / "sweep" / "run.py"
 DEFAULT_CONFIRM_DIR = Path("outputs/confirm")
-# Keys that say where or how a run ran, not what it trained: a finished run is reused whatever they were.
-MACHINE_KEYS = {"data.root", "train.threads", "train.progress", "train.device", "train.checkpoint"}
 SET_HERE = {"seed": "--seeds", "model.name": "the finalist's name", "hydra.run.dir": "--confirm-dir"}
 CONFIRMED_MARK = "CONFIRMED by sweep/confirm.py"
 

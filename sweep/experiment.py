@@ -5,15 +5,16 @@ import re
 from pathlib import Path
 from typing import Optional
 
+from sweep.config import MACHINE_KEYS
 from sweep.defaults import CONF
 from sweep.errors import ConfigError
 from sweep.ranking import Review
 from sweep.rows import Row
 from sweep.tables import trial_text
 
-RUNTIME_KEYS = {  # where and how a trial ran, not what it trained: a confirmation run uses its own
-    "trial", "objectives", "data.root", "data.train_subset", "data.test_subset", "data.val_size",
-    "train.progress", "train.threads", "train.device", "train.checkpoint"}
+# What only the search used (its split, subsets, objectives, trial bookkeeping) and where or how a trial ran: a
+# confirmation run sets its own.
+RUNTIME_KEYS = {*MACHINE_KEYS, "trial", "objectives", "data.train_subset", "data.test_subset", "data.val_size"}
 
 
 def pick(review: Review, number: Optional[int]) -> Row:

@@ -93,8 +93,8 @@ def _check_widths(cfg: DictConfig) -> None:
     for key, width in cfg.widths.items():
         if width <= 0:
             raise ConfigError(f"model.widths.{key}={width}: must be > 0")
-    if cfg.get("arch") is not None:
-        used = set(ARCH_WIDTHS)
+    if cfg.get("arch") is not None or cfg.get("stages") is not None:
+        used = set(ARCH_WIDTHS) if cfg.get("arch") is not None else set()
         unused = [key for key in cfg.widths if key not in used]
     elif used := set(re.findall(r"model\.widths\.(\w+)", OmegaConf.to_yaml(cfg.blocks, resolve=False))):
         unused = [key for key in cfg.widths if key not in used]
@@ -107,13 +107,12 @@ def _check_widths(cfg: DictConfig) -> None:
 
 
 ARCH_WIDTHS = ("c1", "c2", "t", "c3", "c4")
+STAGES = ("s1", "s2", "s3")
 
 
-def arch_model(cfg: DictConfig) -> DictConfig:
-    """The model config with model.arch expanded into blocks (see ArchConfig in sweep/config.py)."""
+def arch_stages(cfg: DictConfig) -> dict[str, Any]:
+    """model.arch (the one-pool family, ArchConfig in sweep/config.py) as the multi-stage family it is a case of."""
     a = cfg.arch
-    if cfg.get("blocks"):
-        raise ConfigError("model.blocks: must be empty when model.arch is set (the blocks are built from it)")
     for key, low in (("pre", 1), ("post", 1)):
         if a[key] < low:
             raise ConfigError(f"model.arch.{key}={a[key]}: must be >= {low}")
@@ -124,12 +123,50 @@ def arch_model(cfg: DictConfig) -> DictConfig:
     if missing:
         raise ConfigError(f"model.widths.{missing[0]}: model.arch needs widths {', '.join(ARCH_WIDTHS)}")
     w = cfg.widths
-    half = a.post // 2
-    blocks = [{"convs": [w.c1] + [w.c2] * (a.pre - 1), "transition": None, "pool": True, "padding": a.pad_pre},
-              {"convs": [w.c3] * half + [w.c4] * (a.post - half), "transition": w.t if a.transition else None,
-               "pool": False, "padding": a.pad_post}]
+    return {"pools": 1,
+            "s1": {"depth": a.pre, "width": w.c1, "late_width": w.c2, "pad": a.pad_pre, "transition": 0},
+            # post // 2 convs of c3, the rest c4; a single conv after the pool is c4
+            "s2": {"depth": a.post, "width": w.c3 if a.post > 1 else w.c4, "late_width": w.c4, "pad": a.pad_post,
+                   "transition": w.t if a.transition else 0}}
+
+
+def stage_blocks(stages: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The blocks of a multi-stage model (StagesConfig): a max-pool after each stage but the last."""
+    if stages["pools"] not in (1, 2):
+        raise ConfigError(f"model.stages.pools={stages['pools']}: must be 1 or 2")
+    used = STAGES[: stages["pools"] + 1]
+    blocks = []
+    for i, name in enumerate(used):
+        st, key = stages[name], f"model.stages.{name}"
+        if st["depth"] < 1:
+            raise ConfigError(f"{key}.depth={st['depth']}: must be >= 1")
+        for field_name in ("width", "late_width"):
+            if st.get(field_name) is not None and st[field_name] <= 0:
+                raise ConfigError(f"{key}.{field_name}={st[field_name]}: must be > 0")
+        if st["transition"] < 0:
+            raise ConfigError(f"{key}.transition={st['transition']}: must be >= 0 (0: none)")
+        if st["pad"] not in (0, 1):
+            raise ConfigError(f"{key}.pad={st['pad']}: must be 0 or 1")
+        first = max(1, st["depth"] // 2)
+        late = st["width"] if st.get("late_width") is None else st["late_width"]
+        blocks.append({"convs": [st["width"]] * first + [late] * (st["depth"] - first),
+                       "transition": st["transition"] or None, "pool": i < len(used) - 1, "padding": st["pad"]})
+    return blocks
+
+
+def expand(cfg: DictConfig) -> DictConfig:
+    """The model config with its family (model.arch or model.stages) expanded into blocks: what gets built.
+    Two configs that expand alike build the same network."""
+    families = [key for key in ("arch", "stages") if cfg.get(key) is not None]
+    if not families:
+        return cfg
+    if len(families) > 1:
+        raise ConfigError("model.stages: must be null when model.arch is set (one family per model)")
+    if cfg.get("blocks"):
+        raise ConfigError(f"model.blocks: must be empty when model.{families[0]} is set (the blocks are built from it)")
+    stages = arch_stages(cfg) if families[0] == "arch" else OmegaConf.to_container(cfg.stages, resolve=True)
     model = OmegaConf.to_container(cfg, resolve=True)
-    model.update(arch=None, blocks=blocks, widths={})  # every width is a number in the blocks now
+    model.update(arch=None, stages=None, blocks=stage_blocks(stages), widths={})  # every width is in the blocks
     return OmegaConf.create(model)
 
 
@@ -240,8 +277,7 @@ def build_model(cfg: DictConfig | Mapping[str, Any]) -> tuple[nn.Module, ModelRe
     if not isinstance(cfg, DictConfig):
         cfg = OmegaConf.create(dict(cfg))
     _check_widths(cfg)
-    if cfg.get("arch") is not None:
-        cfg = arch_model(cfg)
+    cfg = expand(cfg)
     _check_model_config(cfg)
     channels, height, width = IMAGE_SHAPE
     rf, jump = 1, 1  # receptive field and the input-pixel distance between adjacent outputs

@@ -157,6 +157,14 @@ class TrialLink:
         self.storage.set_trial_intermediate_value(self.trial_id, epoch, value)
         return self.pruner.prune(self.study, self.storage.get_trial(self.trial_id))
 
+    def ahead_of(self, value: float) -> int:
+        """How many other complete trials of the study have a better value than `value` (one objective)."""
+        import optuna
+
+        sign = 1 if self.study.direction == optuna.study.StudyDirection.MAXIMIZE else -1
+        done = self.study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.COMPLETE])
+        return sum(sign * t.value > sign * value for t in done if t.number != self.number)
+
     def record(self, **attrs: Any) -> None:
         for key, value in attrs.items():
             self.storage.set_trial_user_attr(self.trial_id, key, value)

@@ -40,6 +40,9 @@ class RunResult:
     epochs: list[dict[str, Any]] = field(default_factory=list)
     objective: Any = None  # float, tuple for several objectives, None without a validation split
     reason: Optional[str] = None  # why it ended early (pruned or failed)
+    teacher: Optional[dict[str, Any]] = None  # the distillation teacher (sweep/checkpoint.py, load_teacher)
+    seed_objectives: list[float] = field(default_factory=list)  # per seed, when the trial trained several
+    reseed_note: Optional[str] = None  # why it trained fewer seeds than reseed.seeds
 
 
 def check_config(cfg: DictConfig, model: bool = True) -> Optional[ModelReport]:
@@ -213,6 +216,37 @@ def make_optimizer(model: Any, cfg: DictConfig, steps_per_epoch: int) -> tuple[A
     return opt, sched
 
 
+def weight_average(model: Any, decay: float) -> Any:
+    """torch's AveragedModel keeping an exponential moving average of the weights and of the BatchNorm
+    statistics (use_buffers), updated after every step; None when decay is 0."""
+    if not decay:
+        return None
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+
+
+def training_loss(cfg: DictConfig, teacher: Any) -> Any:
+    """loss(logits, labels, inputs): cross-entropy (with train.label_smoothing), mixed with the distillation
+    loss when a teacher is given (DistillConfig in sweep/config.py)."""
+    import torch
+    import torch.nn.functional as F
+
+    smoothing, kd = cfg.train.label_smoothing, cfg.train.distill
+
+    def loss(logits: Any, labels: Any, inputs: Any) -> Any:
+        ce = F.cross_entropy(logits, labels, label_smoothing=smoothing)
+        if teacher is None:
+            return ce
+        with torch.no_grad():
+            target = F.log_softmax(teacher(inputs).float() / kd.temperature, dim=1)
+        soft = F.kl_div(F.log_softmax(logits.float() / kd.temperature, dim=1), target, log_target=True,
+                        reduction="batchmean")
+        return (1 - kd.weight) * ce + kd.weight * kd.temperature ** 2 * soft
+
+    return loss
+
+
 def first_epoch_at(epochs: list[dict[str, Any]], key: str, target: float) -> Optional[int]:
     return next((e["epoch"] for e in epochs if e[key] is not None and e[key] >= target), None)
 
@@ -228,6 +262,7 @@ class _Progress:
 
     epoch: int = 0  # the epoch being trained (0: not yet training)
     result: Optional[RunResult] = None
+    during: str = ""  # a further seed being trained (ReseedConfig), else empty
     started: float = field(default_factory=time.perf_counter)
 
 
@@ -245,7 +280,10 @@ def train(cfg: DictConfig, out_dir: Optional[Path] = None, link: Any = None) -> 
             if out_dir is None and link is None:
                 out_dir, link = _from_hydra(cfg)
             progress.result = RunResult("complete", _check_or_reject(cfg, out_dir, link))
-            return _train(cfg, out_dir, link, progress)
+            result = _train(cfg, out_dir, link, progress)
+            if link is not None and _reseeds(cfg, result, link):
+                _more_seeds(cfg, result, out_dir, link, progress)
+            return result
         except KeyboardInterrupt as e:  # Ctrl-C, or signals.Terminated
             reason = _interrupted(e, cfg, progress, out_dir, link)
             if own_handler and isinstance(e, signals.Terminated):
@@ -256,13 +294,55 @@ def train(cfg: DictConfig, out_dir: Optional[Path] = None, link: Any = None) -> 
                 link.close()
 
 
+def _reseeds(cfg: DictConfig, result: RunResult, link: Any) -> bool:
+    """Whether this sweep trial trains more seeds (ReseedConfig): it is complete and its first seed would rank
+    among the study's top reseed.top complete trials."""
+    top = cfg.reseed.top
+    if not (top and cfg.reseed.seeds > 1 and result.status == "complete" and isinstance(result.objective, float)):
+        return False
+    return link.ahead_of(result.objective) < top
+
+
+def _more_seeds(cfg: DictConfig, result: RunResult, out_dir: Optional[Path], link: Any, progress: _Progress) -> None:
+    """Train seeds cfg.seed + 1, ... of this trial in <run dir>/seed_<k>, without reporting epochs (the pruner
+    judged the first seed), then make the trial's objective the mean over its seeds. A seed that would overrun
+    the sweep's budget is not started; the trial keeps the seeds it has, saying why."""
+    objectives, dirs, epochs = [result.objective], [str(out_dir)], len(result.epochs)
+    started = time.perf_counter()
+    for k in range(1, cfg.reseed.seeds):
+        budget = cfg.trial_budget
+        took = (time.perf_counter() - progress.started) / len(objectives)
+        if budget.epochs is not None and epochs + cfg.train.epochs > budget.epochs:
+            result.reseed_note = "no further seed: the sweep's epoch budget ran out"
+        elif budget.deadline is not None and time.time() + took > budget.deadline:
+            result.reseed_note = "no further seed: the sweep's time budget would run out"
+        if result.reseed_note:
+            log.info(result.reseed_note)
+            break
+        seed_cfg = cfg.copy()
+        seed_cfg.seed = cfg.seed + k
+        seed_dir = None if out_dir is None else out_dir / f"seed_{seed_cfg.seed}"
+        log.info(f"in the study's top {cfg.reseed.top}: training seed {seed_cfg.seed} too, in {seed_dir}")
+        progress.during = f"seed {seed_cfg.seed}"
+        again = _train(seed_cfg, seed_dir, None, _Progress(result=RunResult("complete", result.report)))
+        objectives.append(again.objective)
+        dirs.append(str(seed_dir))
+        epochs += len(again.epochs)
+    result.seed_objectives = objectives
+    result.objective = sum(objectives) / len(objectives)
+    link.record(objective=result.objective, seed_objectives=objectives, seeds=list(range(cfg.seed, cfg.seed + len(
+        objectives))), seed_run_dirs=dirs, epochs_trained=epochs, reseed_note=result.reseed_note,
+        reseed_wall_time_s=time.perf_counter() - started)
+
+
 def _interrupted(e: BaseException, cfg: DictConfig, progress: _Progress, out_dir: Optional[Path],
                  link: Any) -> str:
     """Say why the run stopped in its metrics.json, then fail its trial; the reason. In that order: a
     sweeper that waits for its jobs to fail their trials (sweep.signals.jobs_elsewhere) then finds both."""
     from sweep import signals
 
-    where = f"during epoch {progress.epoch}" if progress.epoch else "before its first epoch"
+    where = (f"while training {progress.during}" if progress.during
+             else f"during epoch {progress.epoch}" if progress.epoch else "before its first epoch")
     reason = f"{signals.describe(e)} {where}"
     log.warning(f"stopped: {reason}")
     if progress.result is not None:
@@ -331,7 +411,6 @@ def _train(cfg: DictConfig, out_dir: Optional[Path], link: Any, progress: _Progr
     import contextlib
 
     import torch
-    import torch.nn.functional as F
 
     from sweep.data import load_mnist
 
@@ -346,12 +425,20 @@ def _train(cfg: DictConfig, out_dir: Optional[Path], link: Any, progress: _Progr
     channels_last = use_channels_last(cfg, device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
+    result, teacher = progress.result, None
+    if cfg.train.distill.teacher is not None:
+        from sweep.checkpoint import load_teacher
+
+        teacher, result.teacher = load_teacher(cfg.train.distill.teacher, device, channels_last)
     parts = split(cfg, load_mnist(cfg.data.root), device)
     train_x, train_y = parts["train"]
     gen = torch.Generator(device=device).manual_seed(cfg.seed)
     bs = cfg.train.batch_size
     steps = math.ceil(len(train_y) / bs)
     opt, sched = make_optimizer(model, cfg, steps)
+    averaged = weight_average(model, cfg.train.ema)
+    scored = model if averaged is None else averaged.module  # what is evaluated, selected on and saved
+    loss_fn = training_loss(cfg, teacher)
 
     precision = resolve_precision(cfg.train.precision)
 
@@ -361,7 +448,7 @@ def _train(cfg: DictConfig, out_dir: Optional[Path], link: Any, progress: _Progr
         return contextlib.nullcontext()
 
     check_every = 1 if device == "cpu" else 25  # a finiteness check syncs a GPU; on a CPU it is free
-    started, result = progress.started, progress.result
+    started = progress.started
     bar = _progress(cfg, steps)
     startup_s = None
     for epoch in range(1, cfg.train.epochs + 1):
@@ -372,13 +459,15 @@ def _train(cfg: DictConfig, out_dir: Optional[Path], link: Any, progress: _Progr
         loss_sum = torch.zeros((), device=device)
         for step, (x, y) in enumerate(epoch_batches(train_x, train_y, order, cfg, gen, channels_last)):
             with autocast():
-                loss = F.cross_entropy(model(x), y, label_smoothing=cfg.train.label_smoothing)
+                loss = loss_fn(model(x), y, x)
             if startup_s is None:
                 startup_s = time.perf_counter() - started
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             sched.step()
+            if averaged is not None:
+                averaged.update_parameters(model)
             loss_sum += loss.detach()
             if step % check_every == 0 and not (torch.isfinite(loss) and loss < EXPLODED_LOSS):
                 _diverged(f"diverged: loss {loss.item():.3g} at epoch {epoch}, step {step + 1}; "
@@ -389,9 +478,12 @@ def _train(cfg: DictConfig, out_dir: Optional[Path], link: Any, progress: _Progr
         if not math.isfinite(train_loss):
             _diverged(f"diverged: non-finite loss at epoch {epoch}", link, result, out_dir, cfg)
         record = {"epoch": epoch, "train_loss": train_loss,
-                  "val_acc": evaluate(model, *parts["val"], cfg, autocast),
-                  "test_acc": evaluate(model, *parts["test"], cfg, autocast),
-                  "lr": opt.param_groups[0]["lr"], "seconds": time.perf_counter() - t0}
+                  "val_acc": evaluate(scored, *parts["val"], cfg, autocast),
+                  "test_acc": evaluate(scored, *parts["test"], cfg, autocast)}
+        if averaged is not None:  # the raw weights too, recorded beside the average (never selected on)
+            record.update(raw_val_acc=evaluate(model, *parts["val"], cfg, autocast),
+                          raw_test_acc=evaluate(model, *parts["test"], cfg, autocast))
+        record.update(lr=opt.param_groups[0]["lr"], seconds=time.perf_counter() - t0)
         result.epochs.append(record)
         val = "-" if record["val_acc"] is None else f"{record['val_acc']:.4f}"
         log.info(f"epoch {epoch:2d}/{cfg.train.epochs}  loss {train_loss:.4f}  val {val}  "
@@ -409,7 +501,7 @@ def _train(cfg: DictConfig, out_dir: Optional[Path], link: Any, progress: _Progr
     if bar is not None:
         bar.close()
     result.objective = _objective(cfg, result)
-    summary = _write(cfg, result, out_dir, model, time.perf_counter() - started, startup_s, reason=result.reason,
+    summary = _write(cfg, result, out_dir, scored, time.perf_counter() - started, startup_s, reason=result.reason,
                      machine=machine_info(device))
     if link is not None:
         link.record(**{"reason": None, **summary})  # None replaces the worker-lost reason set at the start
@@ -494,6 +586,7 @@ def _write(cfg: DictConfig, result: RunResult, out_dir: Optional[Path], model: A
     metrics = {
         **summary,
         **result.report.as_dict(),
+        "teacher": result.teacher,
         "best_epoch": best,
         "machine": machine,
         "epochs": result.epochs,
@@ -503,8 +596,8 @@ def _write(cfg: DictConfig, result: RunResult, out_dir: Optional[Path], model: A
     tmp.write_text(json.dumps(metrics, indent=2))
     os.replace(tmp, out_dir / "metrics.json")  # a killed run never leaves half a metrics.json
     if model is not None and cfg.train.checkpoint:
-        import torch
+        from sweep.checkpoint import save_checkpoint
 
-        torch.save({"state_dict": model.state_dict(), "config": metrics["config"]}, out_dir / "model.pt")
+        save_checkpoint(model, metrics["config"], out_dir / "model.pt")
     return summary
 

@@ -3,7 +3,7 @@ import pytest
 from hydra.errors import HydraException
 
 from conftest import CONF, compose
-from sweep.config import momentum, validate
+from sweep.config import configuration_key, momentum, validate
 from sweep.errors import ConfigError
 
 GROUPS = ["data", "model", "optim", "sched", "train", "constraints", "sweep", "experiment"]
@@ -104,3 +104,24 @@ def test_the_optimizer_runs_with_the_momentum_the_config_names(overrides, expect
     else:
         assert max(seen) == pytest.approx(cfg.sched.max_momentum) and min(seen) == pytest.approx(
             cfg.sched.base_momentum, abs=0.01)
+
+
+@pytest.mark.parametrize("a,b,same", [
+    # the same network and recipe, however it was written
+    (["model=fcfree", "model.arch.transition=false"], ["model=fcfree", "model.arch.transition=false",
+                                                       "model.widths.t=14"], True),
+    (["model=stages", "model.stages.pools=1"], ["model=stages", "model.stages.pools=1", "model.stages.s3.width=32",
+                                                "model.stages.s3.depth=4"], True),
+    (["model=stages", "model.stages.s1.depth=1"], ["model=stages", "model.stages.s1.depth=1",
+                                                   "model.stages.s1.late_width=12"], True),
+    (["model=fcfree", "train.threads=1", "train.progress=false"], ["model=fcfree", "data.root=elsewhere"], True),
+    (["model=fcfree", "model.name=a"], ["model=fcfree", "model.name=b"], True),
+    # another network, recipe or seed
+    (["model=fcfree"], ["model=fcfree", "model.widths.t=12"], False),
+    (["model=stages"], ["model=stages", "model.stages.s3.width=12"], False),
+    (["model=fcfree"], ["model=fcfree", "optim.lr=0.2"], False),
+    (["model=fcfree"], ["model=fcfree", "train.ema=0.999"], False),
+    (["model=fcfree"], ["model=fcfree", "seed=2"], False),
+])
+def test_configuration_key_is_what_gets_trained(a, b, same):
+    assert (configuration_key(compose(a)) == configuration_key(compose(b))) is same

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from conftest import TINY, compose, run_entry
+from conftest import ROOT, TINY, compose, run_entry
 from sweep.errors import ConfigError
 
 SWEEP = ["-m", "hydra.sweeper.n_trials=1", "hydra.sweeper.study_name=t", *TINY]
@@ -142,6 +142,12 @@ def test_a_study_with_another_direction_is_refused_and_left_as_it_was(tmp_path: 
     (["optim.lr=10.5"], "optim.lr=10.5: must be > 0 and <= 10"),
     (["optim.momentum=1.0"], "optim.momentum=1.0: must be in [0, 1), or null for 0.9"),
     (["model.dropout=1.0"], "model.dropout=1.0: must be in [0, 1)"),
+    (["train.ema=1.0"], "train.ema=1.0: must be in [0, 1) (0: off)"),
+    (["train.distill.teacher=no/such/model.pt"], f"train.distill.teacher='no/such/model.pt': must be a checkpoint "
+                                                 f"file (model.pt) this tool wrote; none at {Path.cwd()}/no/such/model.pt"),
+    ([f"train.distill.teacher={ROOT}/results/confirm/fcfree_8k/seed_1/model.pt", "train.distill.weight=1.5"],
+     "train.distill.weight=1.5: must be in [0, 1]"),
+    (["model=stages", "model.stages.s2.depth=0"], "model.stages.s2.depth=0: must be >= 1"),
     (["model.dropout=-0.1"], "model.dropout=-0.1: must be in [0, 1)"),
     (["train.epochs=0"], "train.epochs=0: must be in [1, constraints.max_epochs=20]"),
     (["train.epochs=21"], "train.epochs=21: must be in [1, constraints.max_epochs=20]"),

@@ -1,9 +1,11 @@
 """The Optuna sweep through the real sweeper, shrunk: trials, resume without duplicates, rejection,
 pruning, budgets, progress, samplers."""
+import json
 import re
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import optuna
 import pytest
@@ -223,3 +225,31 @@ def test_a_terminal_shows_one_bar_across_the_sweep(tmp_path, mnist):
     assert done.returncode == 0, done.stdout[-3000:]
     assert re.search(r"sweep: 100%\S* 2/2 \[.*best #\d", done.stdout), done.stdout[-3000:]  # the sweep's bar
     assert "batch/s" in done.stdout or "s/batch" in done.stdout  # and each trial's own bar below it
+
+
+@pytest.mark.slow
+def test_two_parameter_sets_that_build_the_same_net_are_one_configuration(tmp_path, mnist):
+    # With the transition off, the transition's width changes nothing that is trained: one configuration.
+    done = sweep(tmp_path, "hydra.sweeper.params=null", "model=fcfree", "data.val_size=200",
+                 "model.arch.transition=false", "model.widths.t=choice(8,12)", "hydra.sweeper.n_trials=2")
+    trials = load(tmp_path).trials
+    trained = [t for t in trials if t.user_attrs["status"] != "duplicate"]
+    assert len(trained) == 1 and all(t.user_attrs["reason"] == f"same configuration as #{trained[0].number}"
+                                     for t in trials if t not in trained)
+    assert {t.user_attrs["config_key"] for t in trials} == {trained[0].user_attrs["config_key"]}
+    assert "every configuration tried was already in the study" in done.stdout
+
+
+def test_a_trial_in_the_top_trains_more_seeds_and_is_told_their_mean(tmp_path, mnist):
+    sweep(tmp_path, "hydra.sweeper.reseed.top=1", "hydra.sweeper.reseed.seeds=2", "train.checkpoint=true")
+    first, second = load(tmp_path).trials
+    assert first.user_attrs["seeds"] == [1, 2] and first.user_attrs["epochs_trained"] == 2  # the first is the top
+    assert first.value == pytest.approx(sum(first.user_attrs["seed_objectives"]) / 2)
+    run_dir = Path(first.user_attrs["run_dir"])
+    again = json.loads((run_dir / "seed_2" / "metrics.json").read_text())
+    assert again["config"]["seed"] == 2 and again["objective"] == first.user_attrs["seed_objectives"][1]
+    assert (run_dir / "seed_2" / "model.pt").is_file()
+    if second.user_attrs.get("seeds"):  # it trained a second seed only if its first ranked above the first's mean
+        assert second.user_attrs["seed_objectives"][0] >= first.value
+    else:
+        assert second.value <= first.value and second.user_attrs["epochs_trained"] == 1

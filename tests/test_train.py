@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from conftest import SMALL, compose, run_entry
+from conftest import DATA, SMALL, compose, run_entry
 from sweep.train import objective_so_far, train
 
 
@@ -60,3 +60,61 @@ def test_summary_flags_the_linear_head_of_the_baseline(tmp_path):
     assert "[WARN] NOT FC-free: fc2.0: Linear 16->10" in proc.stdout
     strict = run_entry("summary.py", ["constraints.allow_fc=false"], cwd=tmp_path)
     assert strict.returncode != 0 and "[FAIL] NOT FC-free" in strict.stdout
+
+
+RECIPE = [*SMALL, "model=stages", "data.val_size=300", "sched=onecycle", "optim.lr=0.1", "train.batch_size=128"]
+
+
+def test_the_weight_average_is_evaluated_and_saved_and_the_raw_weights_recorded(mnist, tmp_path):
+    import contextlib
+
+    from sweep.checkpoint import load_checkpoint, restore
+    from sweep.train import evaluate, split
+
+    cfg = compose([*RECIPE, "train.ema=0.9", "train.checkpoint=true"])
+    result = train(cfg, out_dir=tmp_path)
+    last = result.epochs[-1]
+    assert {"raw_val_acc", "raw_test_acc"} <= set(last)
+    assert result.objective == last["val_acc"]  # selected on the average
+    # The checkpoint holds the average: evaluated on the run's 500 test images, it gives the run's figure.
+    model, _, _ = restore(tmp_path / "model.pt", load_checkpoint(tmp_path / "model.pt"))
+    assert evaluate(model, *split(cfg, mnist, "cpu")["test"], cfg, contextlib.nullcontext) == last["test_acc"]
+
+
+def test_distillation_mixes_in_the_teacher_and_the_student_stands_alone(mnist, tmp_path):
+    import torch
+
+    from sweep.evaluate import evaluate_checkpoint
+
+    teacher_dir, student_dir = tmp_path / "teacher", tmp_path / "student"
+    train(compose([*RECIPE, "model=fcfree", "train.checkpoint=true"]), out_dir=teacher_dir)
+    teacher = teacher_dir / "model.pt"
+    plain = train(compose(RECIPE), out_dir=tmp_path / "plain")
+    student = train(compose([*RECIPE, f"train.distill.teacher={teacher}", "train.checkpoint=true"]),
+                    out_dir=student_dir)
+    assert student.epochs[0]["train_loss"] != plain.epochs[0]["train_loss"]  # the teacher changed the loss
+    recorded = json.loads((student_dir / "metrics.json").read_text())["teacher"]
+    assert recorded["checkpoint"] == str(teacher) and recorded["params"] == 7890 and recorded["epochs"] == 1
+    saved = torch.load(student_dir / "model.pt", weights_only=True)["state_dict"]
+    assert sum(v.numel() for k, v in saved.items() if "running" not in k and "num_batches" not in k) == \
+        student.report.params  # the student's weights only
+    teacher.unlink()
+    assert evaluate_checkpoint(student_dir / "model.pt", "cpu", str(DATA))["params"] == student.report.params
+
+
+def test_the_distillation_loss_mixes_cross_entropy_and_the_softened_kl():
+    import torch
+    import torch.nn.functional as F
+
+    from sweep.train import training_loss
+
+    torch.manual_seed(0)
+    logits, labels, inputs = torch.randn(8, 10, requires_grad=True), torch.randint(0, 10, (8,)), torch.randn(8, 3)
+    teacher = torch.nn.Linear(3, 10)
+    ce = F.cross_entropy(logits, labels)
+    t = 4.0
+    kl = F.kl_div(F.log_softmax(logits / t, 1), F.softmax(teacher(inputs) / t, 1), reduction="batchmean") * t * t
+    for weight, expected in ((0.0, ce), (1.0, kl), (0.5, (ce + kl) / 2)):
+        cfg = compose([f"train.distill.weight={weight}", "train.distill.temperature=4"])
+        torch.testing.assert_close(training_loss(cfg, teacher)(logits, labels, inputs), expected)
+    torch.testing.assert_close(training_loss(compose([]), None)(logits, labels, inputs), ce)

@@ -28,6 +28,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from sweep.errors import BudgetError, ConfigError, StorageError
 
 log = logging.getLogger(__name__)
+CONFIG_KEY = "config_key"  # user attr: what the trial trains (sweep/config.py, configuration_key)
 MAX_RESAMPLES = 50  # asks in a row that all hit configurations the study holds: the space is used up
 SPACE_USED_UP = f"every configuration tried was already in the study ({MAX_RESAMPLES} asks in a row)"
 
@@ -39,6 +40,14 @@ class BudgetConf:
 
 
 @dataclass
+class ReseedConf:
+    """A trial whose first seed would rank among the study's `top` complete trials trains `seeds` seeds in all,
+    and is told their mean (sweep/train.py): the study's best is then never one lucky seed. 0: off."""
+    top: int = 0
+    seeds: int = 2
+
+
+@dataclass
 class ArchSearchSweeperConf(OptunaSweeperConf):
     _target_: str = "hydra_plugins.archsearch_sweeper.archsearch_sweeper.ArchSearchSweeper"
     _recursive_: bool = False  # the sweeper builds the sampler (its seed depends on the study) and the pruner
@@ -47,6 +56,7 @@ class ArchSearchSweeperConf(OptunaSweeperConf):
     pruner: Any = MISSING  # a `_target_` node from conf/hydra/sweeper/pruner/
     warmup_epochs: int = 1  # no trial is pruned before this epoch (the pruners' configs read it)
     budget: BudgetConf = field(default_factory=BudgetConf)
+    reseed: ReseedConf = field(default_factory=ReseedConf)
     direction: Any = "maximize"
 
 
@@ -172,7 +182,8 @@ def _positive(key: str, value: Any, kind: type) -> None:
 class ArchSearchSweeper(Sweeper):
     def __init__(self, sampler: Any, pruner: Any, direction: Any, storage: Optional[str], study_name: Optional[str],
                  n_trials: int, n_jobs: int, max_failure_rate: float, params: Optional[DictConfig], budget: Any,
-                 warmup_epochs: int = 1, search_space: Any = None, custom_search_space: Optional[str] = None) -> None:
+                 reseed: Any = None, warmup_epochs: int = 1, search_space: Any = None,
+                 custom_search_space: Optional[str] = None) -> None:
         # warmup_epochs is read by the pruner configs, through interpolation
         if search_space is not None or custom_search_space is not None:
             raise ConfigError("hydra.sweeper.search_space / custom_search_space: not supported here; "
@@ -184,6 +195,7 @@ class ArchSearchSweeper(Sweeper):
         self.n_trials, self.n_jobs, self.max_failure_rate = n_trials, n_jobs, max_failure_rate
         self.params = params or {}
         self.budget_cfg = budget
+        self.reseed = reseed if reseed is not None else OmegaConf.structured(ReseedConf)
         self.batch: List[int] = []  # storage ids of the trials being run, for heartbeats
         self.ids: Dict[int, int] = {}  # trial number -> storage id, for the trials this run asked
         self.job_idx = 0
@@ -282,16 +294,18 @@ class ArchSearchSweeper(Sweeper):
 
         for _ in range(MAX_RESAMPLES):
             trial = study.ask(fixed_distributions=distributions)
-            key = sorted(self._overrides(trial.params, fixed))
-            same = self._holder(study, trial.number, key)
+            overrides = sorted(self._overrides(trial.params, fixed))
+            config_key = self._config_key(overrides)
+            same = self._holder(study, trial.number, overrides, config_key)
             tid = trial_id(storage, self.study_name, trial.number)
             for name, value in fixed.items():  # as the plugin does: fixed values show with each trial
                 trial.set_user_attr(name, value)
+            trial.set_user_attr(CONFIG_KEY, config_key)
             if same is None:
                 storage.record_heartbeat(tid)  # a first beat, so that a worker killed before its job starts is caught
                 # What the trial says if its worker dies: Optuna fails a stale trial without a word, and a
                 # finished trial's attributes can no longer be written. Every normal end overwrites it.
-                trial.set_user_attr("overrides", key)
+                trial.set_user_attr("overrides", overrides)
                 trial.set_user_attr(REASON, lost_reason())
                 self.ids[trial.number] = tid
                 return trial
@@ -302,14 +316,28 @@ class ArchSearchSweeper(Sweeper):
             log.info(f"trial #{trial.number}: same configuration as #{same}; not trained, asking again")
         return None
 
+    def _config_key(self, overrides: List[str]) -> Optional[str]:
+        """What the trial would train (sweep/config.py, configuration_key), from its composed config; None where
+        it does not compose or build (its job then rejects it)."""
+        from sweep.config import configuration_key
+
+        try:
+            return configuration_key(self.hydra_context.config_loader.load_sweep_config(self.config, overrides))
+        except Exception:  # noqa: BLE001 - a candidate's own error is for its job to report
+            return None
+
     @staticmethod
-    def _holder(study: Any, number: int, key: List[str]) -> Optional[int]:
-        """The earliest trial before `number` that holds configuration `key`, if any. Trials that ended
+    def _holder(study: Any, number: int, overrides: List[str], config_key: Optional[str]) -> Optional[int]:
+        """The earliest trial before `number` that holds the same configuration, if any: the same network and
+        recipe (config_key), or, for trials from before config keys, the same overrides. Trials that ended
         through no fault of their configuration (interrupted, worker lost, duplicates) hold nothing."""
         import optuna
 
         for t in study.get_trials(deepcopy=False):
-            if t.number >= number or sorted(t.user_attrs.get("overrides") or []) != key:
+            theirs = t.user_attrs.get(CONFIG_KEY)
+            same = (theirs == config_key if theirs and config_key
+                    else sorted(t.user_attrs.get("overrides") or []) == overrides)
+            if t.number >= number or not same:
                 continue
             if t.state != optuna.trial.TrialState.FAIL or str(t.user_attrs.get("reason", "")).startswith("diverged"):
                 return t.number
@@ -325,6 +353,8 @@ class ArchSearchSweeper(Sweeper):
             extra.append(f"trial_budget.epochs={epochs}")
         if deadline is not None:
             extra.append(f"trial_budget.deadline={deadline:.0f}")
+        if self.reseed.top:
+            extra += [f"reseed.top={self.reseed.top}", f"reseed.seeds={self.reseed.seeds}"]
         return [*trial.user_attrs["overrides"], *extra]
 
     def _tell(self, study: Any, storage: Any, trial: Any, ret: Any) -> Any:
@@ -495,6 +525,12 @@ class ArchSearchSweeper(Sweeper):
                 raise ConfigError(f"hydra.sweeper.{key}={getattr(self, key)}: must be >= 1")
         _positive("budget.epochs", self.budget_cfg.epochs, int)
         _positive("budget.minutes", self.budget_cfg.minutes, float)
+        if self.reseed.top < 0 or self.reseed.seeds < 1:
+            key, value = ("top", self.reseed.top) if self.reseed.top < 0 else ("seeds", self.reseed.seeds)
+            raise ConfigError(f"hydra.sweeper.reseed.{key}={value}: must be >= {0 if key == 'top' else 1}")
+        if self.reseed.top and len(self.directions) > 1:
+            raise ConfigError(f"hydra.sweeper.reseed.top={self.reseed.top}: reseeding ranks one objective; this "
+                              f"sweep has {len(self.directions)} (set it to 0)")
         cfg, candidates, model_searched = self._check_values(arguments)
         if "val_acc" in cfg.objectives and not cfg.data.val_size:
             raise ConfigError("data.val_size=0: a sweep selects on a validation split held out of the training "
