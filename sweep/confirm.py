@@ -1,10 +1,11 @@
 """Confirm a study's best trials over seeds, as one command: retrain, judge, save what passes, report.
 
-    python sweep/confirm.py --study NAME [--storage URL] [--top 3] [--seeds 1,2,3] [--confirm-dir DIR]
+    python sweep/confirm.py --study NAME [--storage URL] [--top 3 | --trials N,M] [--seeds 1,2,3] [--confirm-dir DIR]
                             [--experiment-dir DIR] [--results PATH|none] [--notes FILE] [overrides...]
 
 1. Reads the study read-only (the default storage is the sweep's, conf/sweep/default.yaml). The finalists are
-   its top --top COMPLETE trials by the validation objective, in the review's order (sweep/ranking.py); pruned,
+   its top --top COMPLETE trials by the validation objective, in the review's order (sweep/ranking.py), or the
+   complete trials that --trials names; pruned,
    rejected, duplicate and failed trials never count, and test accuracy plays no part in the choice.
 2. Trains each finalist from scratch on all 60k training images, once per seed, one run after another, each as
    `python sweep/run.py <the trial's overrides> sweep=none <overrides> model.name=NAME seed=K
@@ -72,6 +73,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--study", required=True, help="the study whose trials to confirm")
     p.add_argument("--storage", default=sweeper.storage, help="storage URL (default: %(default)s, cwd-relative)")
     p.add_argument("--top", default="3", help="how many complete trials, best first (default: %(default)s)")
+    p.add_argument("--trials", help="comma-separated trial numbers to confirm instead of the top ones (each complete)")
     p.add_argument("--seeds", default="1,2,3", help="comma-separated seeds (default: %(default)s)")
     p.add_argument("--confirm-dir", type=Path, default=DEFAULT_CONFIRM_DIR,
                    help="runs go to <dir>/<study>_t<trial>/seed_<k> (default: %(default)s, cwd-relative)")
@@ -84,6 +86,11 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     args.top = _whole(args.top, "--top")
     if args.top < 1:
         raise ConfigError(f"--top={args.top}: must be >= 1")
+    if args.trials is not None:
+        try:
+            args.trials = list(dict.fromkeys(int(n) for n in args.trials.split(",")))
+        except ValueError:
+            raise ConfigError(f"--trials={args.trials!r}: must be comma-separated trial numbers, e.g. 12,7") from None
     try:
         args.seeds = list(dict.fromkeys(int(s) for s in args.seeds.split(",")))
     except ValueError:
@@ -162,16 +169,26 @@ class Finalist:
                 f"hydra.run.dir={hydra_value(str(self.run_dir(confirm_dir, seed)))}"]
 
 
-def finalists(review: Review, top: int, extras: Sequence[str], extra_keys: set[str]) -> list[Finalist]:
-    """The top complete trials by objective; each must be savable as an experiment (checked before training)."""
+def finalists(review: Review, top: int, extras: Sequence[str], extra_keys: set[str],
+              numbers: Optional[Sequence[int]] = None) -> list[Finalist]:
+    """The top complete trials by objective, or the trials `numbers`; each must be complete and savable as an
+    experiment (checked before training)."""
     complete = [r for r in review.rows if r.state == "complete" and r.objective]
     if not complete:
         counts = ", ".join(f"{n} {s}" for s, n in review.summary.counts.items() if n) or "no trials"
         raise ConfigError(f"--study={review.study!r} in {review.storage}: no complete trial ({counts}); "
                           "nothing to confirm")
+    if numbers is not None:
+        by_number = {r.number: r for r in review.rows}
+        for n in numbers:
+            if n not in by_number or by_number[n].state != "complete":
+                why = "no such trial" if n not in by_number else by_number[n].label
+                raise ConfigError(f"--trials: #{n} of study {review.study!r}: {why}; only complete trials can be "
+                                  "confirmed")
+        complete = [by_number[n] for n in numbers]
     stem = re.sub(r"[^A-Za-z0-9_-]", "_", review.study)
     chosen = []
-    for row in complete[:top]:
+    for row in complete[:top] if numbers is None else complete:
         name = f"{stem}_t{row.number}"
         experiment_yaml(row, name, review)  # no overrides record, or an +experiment= trial: fails now, not later
         chosen.append(Finalist(row, name, training_overrides(row, extras, extra_keys)))
@@ -313,7 +330,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     extra_keys = check_extras(args.overrides)
     storage = open_readonly(args.storage)
     review = review_study(load_study(storage, args.study, args.storage), args.storage, None)
-    chosen = finalists(review, args.top, args.overrides, extra_keys)
+    chosen = finalists(review, args.top, args.overrides, extra_keys, args.trials)
     check_finished_runs(chosen, args.seeds, args.confirm_dir)
     n_complete = sum(r.state == "complete" for r in review.rows)
     print(f"study {args.study!r} ({args.storage}): {len(chosen)} finalist(s), the top of {n_complete} complete "

@@ -144,6 +144,20 @@ def test_passing_finalist_is_saved_as_a_confirmed_experiment(lab: Path, tmp_path
     assert saved.read_text() == "# @package _global_\n# mine\n"
 
 
+def test_trials_names_the_finalists_by_number(lab: Path) -> None:
+    from sweep.confirm import finalists
+    from sweep.errors import ConfigError
+    from sweep.ranking import review_study
+    from sweep.studyread import load_study, open_readonly
+
+    url = f"sqlite:///{lab / 'outputs' / 'optuna.db'}"
+    review = review_study(load_study(open_readonly(url), "t", url), url, None)
+    other = 1 - best_trial(lab)  # the study's other complete trial: never the top 1
+    assert [f.name for f in finalists(review, 1, [], set(), [other])] == [f"t_t{other}"]
+    with pytest.raises(ConfigError, match=r"--trials: #7 of study 't': no such trial"):
+        finalists(review, 1, [], set(), [7])
+
+
 def test_training_overrides_drop_what_only_the_search_used() -> None:
     row = Row(number=4, state="complete", label="complete", target=0.994, overrides=[
         "model=fcfree", "model.widths.c1=8", "train.epochs=15", "data.val_size=10000", "data.train_subset=30000",
@@ -203,6 +217,7 @@ def storages(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (["--study", "nocomplete"], ["--study='nocomplete'", "no complete trial (1 pruned, 1 failed); nothing to confirm"]),
     (["--study", "nocomplete", "--top", "0"], ["--top=0: must be >= 1"]),
     (["--study", "nocomplete", "--seeds", "1,x"], ["--seeds='1,x': must be comma-separated whole numbers"]),
+    (["--study", "nocomplete", "--trials", "1,x"], ["--trials='1,x': must be comma-separated trial numbers"]),
     (["--study", "t", "--storage", "sqlite:///missing.db"], ["--storage='sqlite:///missing.db'", "does not exist"]),
     (["--study", "mnist_6k", "--storage", "sqlite:///old.db"], ["was written by optuna 2.10.1",
                                                                 "optuna storage upgrade --storage sqlite:///old.db"]),
