@@ -70,7 +70,8 @@ class Parser(argparse.ArgumentParser):
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     sweeper = sweep_defaults()
     p = Parser(description="Retrain a study's best complete trials over seeds and say which are confirmed.")
-    p.add_argument("--study", required=True, help="the study whose trials to confirm")
+    p.add_argument("--study", default=sweeper.study_name, help="the study whose trials to confirm (default: the "
+                   "default sweep's, %(default)s)")
     p.add_argument("--storage", default=sweeper.storage, help="storage URL (default: %(default)s, cwd-relative)")
     p.add_argument("--top", default="3", help="how many complete trials, best first (default: %(default)s)")
     p.add_argument("--trials", help="comma-separated trial numbers to confirm instead of the top ones (each complete)")
@@ -333,8 +334,10 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     chosen = finalists(review, args.top, args.overrides, extra_keys, args.trials)
     check_finished_runs(chosen, args.seeds, args.confirm_dir)
     n_complete = sum(r.state == "complete" for r in review.rows)
-    print(f"study {args.study!r} ({args.storage}): {len(chosen)} finalist(s), the top of {n_complete} complete "
-          f"trial(s) by {', '.join(review.objective_names)} ({', '.join(review.directions)}); "
+    which = ("chosen by number" if args.trials is not None else
+             f"the top of {n_complete} complete trial(s) by {', '.join(review.objective_names)} "
+             f"({', '.join(review.directions)})")
+    print(f"study {args.study!r} ({args.storage}): {len(chosen)} finalist(s), {which}; "
           f"seeds {', '.join(map(str, args.seeds))}; runs in {args.confirm_dir}", flush=True)
     for i, f in enumerate(chosen, 1):
         print(f"finalist {i}/{len(chosen)} {f.name}: trial #{f.row.number}, objective "
@@ -355,6 +358,26 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
                   f"seed={','.join(map(str, args.seeds))}")
     print(flush=True)
     write_results(args)
+    for f, e in zip(chosen, experiments):
+        print("\n".join(verdict_lines(f, e, args.confirm_dir)), flush=True)
+
+
+def verdict_lines(f: Finalist, e: Experiment, confirm_dir: Path) -> list[str]:
+    """The answer for one finalist: the verdict with the worst seed, its checkpoints, the command that re-measures."""
+    worst = min((r for r in e.runs if r.last), key=lambda r: min(r.last), default=None)
+    if worst is None:
+        low = "no seed finished its last epochs"
+    else:
+        low = (f"worst seed {worst.seed}: min {fmt_pct(min(worst.last))} over its last {LAST} epochs "
+               f"({(min(worst.last) - worst.target) * 100:+.2f} points against {worst.target:.1%})")
+    distilled = f", {e.recipe()}" if e.teacher else ""
+    lines = [f"{'CONFIRMED' if e.confirmed else 'NOT CONFIRMED'}: {f.name}, {fmt_int(e.first.params)} params"
+             f"{distilled}, {len(e.runs)} seeds; {low}"]
+    weights = [r.path / "model.pt" for r in e.runs if (r.path / "model.pt").is_file()]
+    if weights:
+        lines += [f"checkpoints: {confirm_dir / f.name}/seed_*/model.pt",
+                  f"re-measure them: python sweep/evaluate.py {' '.join(str(p) for p in weights)}"]
+    return lines
 
 
 if __name__ == "__main__":

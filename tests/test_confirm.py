@@ -79,6 +79,12 @@ def test_trains_each_seed_and_fails_the_target(failed: tuple[Path, str, subproce
     assert [(e.name, len(e.runs), e.confirmed) for e in find_experiments(lab / "outputs" / "confirm")] == [
         (name, 2, False)]
     assert f"| {name} |" in (lab / "outputs" / "confirm" / "RESULTS.md").read_text()
+    # It ends with the answer: the verdict and the worst seed, the checkpoints, the command that re-measures them
+    verdict, where, command = result.stdout.strip().splitlines()[-3:]
+    assert verdict.startswith(f"NOT CONFIRMED: {name}, ") and ", 2 seeds; worst seed " in verdict
+    assert where == f"checkpoints: outputs/confirm/{name}/seed_*/model.pt"
+    assert command == (f"re-measure them: python sweep/evaluate.py outputs/confirm/{name}/seed_1/model.pt "
+                       f"outputs/confirm/{name}/seed_2/model.pt")
 
 
 @pytest.mark.slow
@@ -222,7 +228,7 @@ def storages(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (["--study", "mnist_6k", "--storage", "sqlite:///old.db"], ["was written by optuna 2.10.1",
                                                                 "optuna storage upgrade --storage sqlite:///old.db"]),
     (["--study", "nocomplete", "seed=4"], ["seed=4: seed is set by confirm.py (--seeds)"]),
-    (["--top", "1"], ["the following arguments are required: --study"]),
+    (["--top", "1"], ["--study='mnist_20k_v2': no such study in sqlite:///outputs/optuna.db"]),  # the default
 ])
 def test_bad_input_is_one_line(storages: Path, args: list[str], says: list[str]) -> None:
     one_line_error(run_entry("confirm.py", args, cwd=storages, timeout=60), *says)

@@ -26,7 +26,8 @@ RUNS = {
 }
 
 
-def write_run(root: Path, name: str, seed: int, params: int, fc_layers: list[str], last: list[float]) -> None:
+def write_run(root: Path, name: str, seed: int, params: int, fc_layers: list[str], last: list[float],
+              teacher: dict | None = None) -> None:
     """A run directory as `python sweep/run.py -m +experiment=<name> seed=<seed>` leaves it (sweep/train.py)."""
     test = [round(0.985 + 0.0005 * e, 4) for e in range(1, EPOCHS - 2)] + last
     run = root / name / f"seed_{seed}"
@@ -34,7 +35,7 @@ def write_run(root: Path, name: str, seed: int, params: int, fc_layers: list[str
     (run / ".hydra" / "overrides.yaml").write_text(f"- +experiment={name}\n- seed={seed}\n")
     (run / "metrics.json").write_text(json.dumps({
         "status": "complete", "params": params, "macs": params * 50, "fc_free": not fc_layers,
-        "fc_layers": fc_layers, "epochs_trained": EPOCHS, "wall_time_s": 600.0 + seed,
+        "fc_layers": fc_layers, "epochs_trained": EPOCHS, "wall_time_s": 600.0 + seed, "teacher": teacher,
         "first_epoch_at_target": first_epoch_at(test, 0.994),
         "epochs": [{"epoch": e, "val_acc": None, "test_acc": a} for e, a in enumerate(test, 1)],
         "config": {"seed": seed, "model": {"name": name},
@@ -85,10 +86,22 @@ def test_order_and_reproduce_commands(experiments: dict[str, rs.Experiment], con
 def test_targets_name_what_meets_them_and_what_only_tried(experiments: dict[str, rs.Experiment]) -> None:
     rows = rs.targets_table(list(experiments.values())).splitlines()[2:]
     assert rows == [  # the baseline is never a candidate: it has a Linear head
-        "| required | < 20,000 | <= 20 | good (14,210 params) | shaky (min 99.38%, 3 seed(s)) |",
-        "| goal | < 6,000 | <= 15 | **not met** | - |",
-        "| stretch | < 4,000 | <= 15 | **not met** | - |",
+        "| required | < 20,000 | <= 20 | good (14,210 params) | good (14,210 params) | shaky (min 99.38%, 3 seed(s)) |",
+        "| goal | < 6,000 | <= 15 | **not met** | **not met** | - |",
+        "| stretch | < 4,000 | <= 15 | **not met** | **not met** | - |",
     ]
+
+
+def test_a_distilled_result_says_so_with_its_teacher_and_its_cost(tmp_path: Path) -> None:
+    teacher = {"checkpoint": "results/confirm/good/seed_1/model.pt", "params": 14210, "name": "good", "seed": 1,
+               "epochs": 20, "wall_time_s": 390.0, "test_acc": 0.995}
+    for seed in (1, 2, 3):
+        write_run(tmp_path, "student", seed, 5000, [], [0.9945, 0.9944, 0.9946], teacher=teacher)
+    (e,) = rs.find_experiments(tmp_path)
+    assert e.confirmed and e.recipe() == "distilled from good seed 1 (14,210 params; trained 20 epochs in 6.5 min)"
+    assert rs.targets_table([e]).splitlines()[2] == (
+        "| required | < 20,000 | <= 20 | student (5,000 params, distilled) | **not met** | - |")
+    assert "Recipe: distilled from good seed 1" in "\n".join(rs.experiment_section(e))
 
 
 def test_fewer_seeds_and_over_budget_are_not_confirmed(tmp_path: Path) -> None:
