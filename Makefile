@@ -16,8 +16,9 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q --no-deps $(OPTUNA_PLUGIN)
 	touch $@
 
-sweep: $(VENV)/.installed  ## the main job: the default Optuna sweep (python sweep/run.py -m)
+sweep: $(VENV)/.installed  ## the main job: the default Optuna sweep, then its best confirmed over 3 seeds
 	$(PY) sweep/run.py -m $(ARGS)
+	$(PY) sweep/confirm.py --top 1 $(CONFIRM_ARGS)
 
 test: $(VENV)/.installed postgres  ## the default suite (slow tests excluded)
 	$(PY) -m pytest -m "not slow" $(ARGS)

@@ -19,6 +19,8 @@ class Budget:
     started: float = field(default_factory=time.time)
     trials: int = 0  # trials this run has finished (duplicates never trained and do not count)
     epochs_spent: int = 0
+    confirm_seeds: int = 0  # of the minutes, keep the time to confirm the best trial over this many seeds
+    reserve_s: float = 0.0  # that time, as the sweeper last estimated it
 
     @property
     def elapsed_min(self) -> float:
@@ -34,15 +36,21 @@ class Budget:
             return f"n_trials reached ({self.trials}/{self.n_trials})"
         if self.epochs is not None and self.epochs_spent >= self.epochs:
             return f"epoch budget spent ({self.epochs_spent}/{self.epochs} trained epochs)"
-        if self.minutes is not None and self.elapsed_min >= self.minutes:
-            return f"time budget spent ({self.elapsed_min:.1f}/{self.minutes:g} min)"
+        if self.minutes is not None and self.elapsed_min >= self.search_minutes:
+            kept = f", {self.reserve_s / 60:.1f} min kept to confirm the best" if self.reserve_s else ""
+            return f"time budget spent ({self.elapsed_min:.1f}/{self.minutes:g} min{kept})"
         return None
+
+    @property
+    def search_minutes(self) -> float:
+        """The minutes the search may use: all of them, less what is kept to confirm the best."""
+        return (self.minutes or 0.0) - self.reserve_s / 60
 
     def allowance(self, batch: int) -> tuple[Optional[int], Optional[float]]:
         """(epochs, deadline) that each of the next `batch` trials may use: a trial past its share of
         the epoch budget, or still training at the deadline, ends pruned with that reason."""
         epochs = None if self.epochs is None else max(1, (self.epochs - self.epochs_spent) // batch)
-        deadline = None if self.minutes is None else self.started + self.minutes * 60
+        deadline = None if self.minutes is None else self.started + self.search_minutes * 60
         return epochs, deadline
 
     def eta_s(self) -> Optional[float]:
@@ -54,7 +62,7 @@ class Budget:
         if self.epochs is not None and self.epochs_spent:
             etas.append(elapsed / self.epochs_spent * max(0, self.epochs - self.epochs_spent))
         if self.minutes is not None:
-            etas.append(max(0.0, self.minutes * 60 - elapsed))
+            etas.append(max(0.0, self.search_minutes * 60 - elapsed))
         return max(0.0, min(etas))
 
     def describe(self) -> str:
@@ -62,7 +70,8 @@ class Budget:
         if self.epochs is not None:
             parts.append(f"{self.epochs} trained epochs")
         if self.minutes is not None:
-            parts.append(f"{self.minutes:g} min")
+            kept = f" (less the time to confirm the best over {self.confirm_seeds} seeds)" if self.confirm_seeds else ""
+            parts.append(f"{self.minutes:g} min{kept}")
         return ", ".join(parts)
 
 

@@ -207,9 +207,12 @@ def test_pruners_build(pruner):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("sweep_name,directions", [("small", ["maximize"]), ("tiny", ["maximize"]),
+                                                   ("small_v2", ["maximize"]), ("tiny_v2", ["maximize"]),
                                                    ("pareto", ["maximize", "minimize"])])
 def test_ready_sweeps_run(tmp_path, mnist, sweep_name, directions):
-    sweep(tmp_path, f"sweep={sweep_name}", f"hydra.sweeper.study_name={STUDY}", "data.val_size=200")
+    teacher = [f"train.distill.teacher={ROOT}/results/confirm/fcfree_8k/seed_1/model.pt"] if sweep_name in (
+        "small", "tiny") else []  # the sweeps name it relative to the repository root
+    sweep(tmp_path, f"sweep={sweep_name}", f"hydra.sweeper.study_name={STUDY}", "data.val_size=200", *teacher)
     study = load(tmp_path)
     assert [d.name.lower() for d in study.directions] == directions
     assert len(study.trials) == 2
@@ -253,3 +256,29 @@ def test_a_trial_in_the_top_trains_more_seeds_and_is_told_their_mean(tmp_path, m
         assert second.user_attrs["seed_objectives"][0] >= first.value
     else:
         assert second.value <= first.value and second.user_attrs["epochs_trained"] == 1
+
+
+def test_the_search_keeps_the_time_its_best_trial_needs_to_be_confirmed():
+    from hydra_plugins.archsearch_sweeper.archsearch_sweeper import ArchSearchSweeper
+    from optuna.distributions import FloatDistribution
+
+    from sweep.progress import Budget
+
+    budget_cfg = OmegaConf.create({"epochs": None, "minutes": 56, "confirm_seeds": 3})
+    sweeper = ArchSearchSweeper(sampler=None, pruner=None, direction="maximize", storage=None, study_name="t",
+                                n_trials=40, n_jobs=1, max_failure_rate=1.0, params=None, budget=budget_cfg)
+    study = optuna.create_study(direction="maximize")
+    assert sweeper._confirm_reserve(study) == 0  # nothing to confirm yet
+    # 15 epochs of 50k images in 150 s: 12 s an epoch on 60k, 15 epochs, 3 seeds
+    study.add_trial(optuna.trial.create_trial(
+        value=0.99, params={"optim.lr": 0.1}, distributions={"optim.lr": FloatDistribution(0.01, 0.3)},
+        user_attrs={"status": "complete", "wall_time_s": 150.0, "val_acc_per_epoch": [0.9] * 15,
+                    "data.val_size": "10000", "train.epochs": "15"}))
+    assert sweeper._confirm_reserve(study) == pytest.approx(540.0)
+
+    budget = Budget(40, minutes=56, confirm_seeds=3, started=time.time() - 47 * 60)
+    assert budget.exhausted() is None
+    budget.reserve_s = 540.0  # 56 - 9 = 47 minutes for the search, all spent
+    assert budget.exhausted() == "time budget spent (47.0/56 min, 9.0 min kept to confirm the best)"
+    assert budget.allowance(1)[1] == pytest.approx(budget.started + 47 * 60)
+    assert "56 min (less the time to confirm the best over 3 seeds)" in budget.describe()

@@ -37,6 +37,10 @@ SPACE_USED_UP = f"every configuration tried was already in the study ({MAX_RESAM
 class BudgetConf:
     epochs: Optional[int] = None  # trained epochs, summed over this run's trials
     minutes: Optional[float] = None  # wall time of this run
+    # Of the minutes, keep what confirming the best trial over this many seeds on all 60k images would take
+    # (sweep/confirm.py, which `make sweep` runs next), estimated from that trial's own time per epoch: the
+    # search stops early enough for both to fit. 0: the search may use all the minutes.
+    confirm_seeds: int = 0
 
 
 @dataclass
@@ -216,7 +220,8 @@ class ArchSearchSweeper(Sweeper):
         storage = self._preflight(arguments)
         study = self._create_study(storage)
         distributions, fixed = self._search_space(arguments)
-        budget = Budget(self.n_trials, self.budget_cfg.epochs, self.budget_cfg.minutes)
+        budget = Budget(self.n_trials, self.budget_cfg.epochs, self.budget_cfg.minutes,
+                        confirm_seeds=self.budget_cfg.confirm_seeds)
         sampler = getattr(study.sampler, "wrapped", study.sampler)
         seeding = f" seeded per trial from {self.sampler_cfg.seed}" if sampler is not study.sampler else ""
         log.info(f"Study {self.study_name!r} in {self.storage_url}: {type(sampler).__name__}{seeding}, "
@@ -267,6 +272,7 @@ class ArchSearchSweeper(Sweeper):
                 frozen = self._tell(study, storage, trial, ret)
                 failures += frozen.user_attrs.get("status") == "failed"
                 budget.spent(1, frozen.user_attrs.get("epochs_trained") or 0)
+                budget.reserve_s = self._confirm_reserve(study)
                 state = frozen.user_attrs.get("status", frozen.state.name.lower())
                 line = trial_line(budget, frozen, state, self._best(study))
                 log.info(line)
@@ -386,6 +392,18 @@ class ArchSearchSweeper(Sweeper):
                 storage.set_trial_user_attr(tid, REASON, " ".join(reason.split())[:500])
             log.warning(f"trial #{trial.number} failed: {reason}")
         return study.tell(trial, state=state.FAIL, skip_if_finished=True)
+
+    def _confirm_reserve(self, study: Any) -> float:
+        """Seconds that confirming the best trial over budget.confirm_seeds seeds would take: its seconds per epoch
+        (startup included), scaled from the images it trained on to all 60k, times its epochs and the seeds."""
+        best = self._best(study) if self.budget_cfg.confirm_seeds else None
+        if best is None or not best.user_attrs.get("wall_time_s"):
+            return 0.0
+        a = best.user_attrs
+        epochs = len(a.get("val_acc_per_epoch") or []) or 1  # the first seed's (a reseeded trial trained more)
+        images = int(a.get("data.train_subset") or 60_000) - int(a.get("data.val_size") or 0)
+        per_epoch = a["wall_time_s"] / epochs * 60_000 / max(1, images)
+        return per_epoch * int(a.get("train.epochs") or epochs) * self.budget_cfg.confirm_seeds
 
     def _best(self, study: Any) -> Any:
         """The best complete trial so far (single objective), else None."""
@@ -525,6 +543,9 @@ class ArchSearchSweeper(Sweeper):
                 raise ConfigError(f"hydra.sweeper.{key}={getattr(self, key)}: must be >= 1")
         _positive("budget.epochs", self.budget_cfg.epochs, int)
         _positive("budget.minutes", self.budget_cfg.minutes, float)
+        if not isinstance(self.budget_cfg.confirm_seeds, int) or self.budget_cfg.confirm_seeds < 0:
+            raise ConfigError(f"hydra.sweeper.budget.confirm_seeds={self.budget_cfg.confirm_seeds!r}: must be a whole "
+                              "number >= 0 (0: keep no time for a confirmation)")
         if self.reseed.top < 0 or self.reseed.seeds < 1:
             key, value = ("top", self.reseed.top) if self.reseed.top < 0 else ("seeds", self.reseed.seeds)
             raise ConfigError(f"hydra.sweeper.reseed.{key}={value}: must be >= {0 if key == 'top' else 1}")
