@@ -27,7 +27,7 @@ test-all: $(VENV)/.installed postgres
 	$(PY) -m pytest $(ARGS)
 
 gpu-check: $(VENV)/.installed  ## the CUDA tests and GPU timings (needs a CUDA device; a few minutes)
-	PY=$(PY) bash sweep/gpu_check.sh
+	PY=$(PY) bash bench/gpu_check.sh
 
 postgres:  ## the concurrency tests start a throw-away PostgreSQL cluster; they need its binaries
 ifeq ($(PG_INITDB),)

@@ -34,9 +34,9 @@ def compose(overrides: list[str] = (), config_name: str = "config", hydra_config
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
-    from sweep.config import register_configs
+    from archsearch.search import register
 
-    register_configs()
+    register()
     with initialize_config_dir(str(CONF), version_base="1.3"):
         return hydra_compose(config_name, overrides=list(overrides), return_hydra_config=hydra_config)
 
@@ -49,15 +49,17 @@ def sigint_as_at_a_terminal() -> None:
 
 def run_entry(script: str, args: list[str], cwd: Path, timeout: float = 300,
               env: dict | None = None) -> subprocess.CompletedProcess:
-    """Run `python sweep/<script> args` from `cwd` (so outputs/ lands there) and capture its output."""
+    """Run `python sweep/<script> args` (or `python <folder>/<script>`, e.g. bench/bench.py) from `cwd` (so
+    outputs/ lands there) and capture its output."""
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
-    return subprocess.run([sys.executable, str(ROOT / "sweep" / script), *args], cwd=cwd, env=full_env,
+    path = ROOT / script if "/" in script else ROOT / "sweep" / script
+    return subprocess.run([sys.executable, str(path), *args], cwd=cwd, env=full_env,
                           capture_output=True, text=True, timeout=timeout)
 
 
 @pytest.fixture(scope="session")
 def mnist():
     """The real MNIST, prepared under the project's data/ once per session."""
-    from sweep.data import load_mnist
+    from archsearch.core.data import load_mnist
 
     return load_mnist(DATA)

@@ -26,7 +26,7 @@ def table_rows(stdout: str) -> dict[str, list[str]]:
 
 @pytest.mark.slow
 def test_loop_bench_times_the_tutorial_loop_the_trainer_and_the_bare_loop(tmp_path: Path) -> None:
-    done = run_entry("bench.py", ["--images", "256", "--repeats", "2", "--workers", "0,1", "train.threads=1",
+    done = run_entry("bench/bench.py", ["--images", "256", "--repeats", "2", "--workers", "0,1", "train.threads=1",
                                   f"data.root={DATA}"], cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     rows = table_rows(done.stdout)
@@ -41,7 +41,7 @@ def test_loop_bench_times_the_tutorial_loop_the_trainer_and_the_bare_loop(tmp_pa
 
 @pytest.mark.slow
 def test_parts_bench_times_each_part_both_ways_and_the_allocator_setting(tmp_path: Path) -> None:
-    done = run_entry("bench.py", ["--parts", "--repeats", "1", "--images", "256", "train.threads=1",
+    done = run_entry("bench/bench.py", ["--parts", "--repeats", "1", "--images", "256", "train.threads=1",
                                   f"data.root={DATA}"], cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     rows = table_rows(done.stdout)
@@ -52,7 +52,7 @@ def test_parts_bench_times_each_part_both_ways_and_the_allocator_setting(tmp_pat
 
 
 def test_modes_are_one_at_a_time(tmp_path: Path) -> None:
-    done = run_entry("bench.py", ["--parts", "--search"], cwd=tmp_path)
+    done = run_entry("bench/bench.py", ["--parts", "--search"], cwd=tmp_path)
     assert done.returncode == 2 and "choose one" in done.stderr
 
 
@@ -63,7 +63,7 @@ def test_bare_loop_uses_the_trainers_memory_layout(threads: int, layout: str, wa
     train.channels_last is null (channels_last with one thread), or the setting when it is given."""
     import torch
 
-    from sweep.bench import bare_setup
+    from bench.bench import bare_setup
 
     before = torch.get_num_threads()
     torch.set_num_threads(threads)  # as bench() does from train.threads
@@ -80,7 +80,7 @@ def test_bare_loop_uses_the_trainers_memory_layout(threads: int, layout: str, wa
 
 @pytest.mark.slow
 def test_launcher_bench_times_a_sweep_under_each_launcher(tmp_path: Path) -> None:
-    done = run_entry("bench.py", ["--launchers", "--trials", "1", "--repeats", "1", *TINY], cwd=tmp_path)
+    done = run_entry("bench/bench.py", ["--launchers", "--trials", "1", "--repeats", "1", *TINY], cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     rows = table_rows(done.stdout)
     cores = os.cpu_count()
@@ -90,7 +90,7 @@ def test_launcher_bench_times_a_sweep_under_each_launcher(tmp_path: Path) -> Non
 
 
 def test_launcher_bench_reports_a_bad_override_in_one_line(tmp_path: Path) -> None:
-    done = run_entry("bench.py", ["--launchers", "--trials", "1", "--repeats", "1", "model.dropout=7", *TINY],
+    done = run_entry("bench/bench.py", ["--launchers", "--trials", "1", "--repeats", "1", "model.dropout=7", *TINY],
                      cwd=tmp_path)
     assert done.returncode == 2
     assert done.stderr.strip() == "error: bench --launchers: the sweep failed: model.dropout=7.0: must be in [0, 1)"
@@ -111,7 +111,7 @@ def test_search_bench_compares_the_strategies_at_an_equal_epoch_budget(tmp_path:
     import optuna
 
     kept = tmp_path / "studies"
-    done = run_entry("bench.py", ["--search", "--repeats", "1", "--budget-epochs", "2", "--keep-studies", str(kept),
+    done = run_entry("bench/bench.py", ["--search", "--repeats", "1", "--budget-epochs", "2", "--keep-studies", str(kept),
                                   *SEARCH_TINY], cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     rows = table_rows(done.stdout)
@@ -141,7 +141,7 @@ def test_search_bench_compares_the_strategies_at_an_equal_epoch_budget(tmp_path:
 
 @pytest.mark.slow
 def test_search_bench_takes_the_median_over_seeds_in_throwaway_studies(tmp_path: Path) -> None:
-    done = run_entry("bench.py", ["--search", "--repeats", "3", "--budget-epochs", "2", *SEARCH_TINY], cwd=tmp_path)
+    done = run_entry("bench/bench.py", ["--search", "--repeats", "3", "--budget-epochs", "2", *SEARCH_TINY], cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     rows = table_rows(done.stdout)
     for cells in rows.values():
@@ -163,12 +163,12 @@ def test_search_bench_reports_bad_input_in_one_line(tmp_path: Path) -> None:
              ("--repeats", "1", "model.dropout=7"): "error: bench --search: the sweep failed: model.dropout=7.0: "
                                                     "must be in [0, 1)"}
     for args, error in cases.items():
-        done = run_entry("bench.py", ["--search", *args, *SEARCH_TINY], cwd=tmp_path)
+        done = run_entry("bench/bench.py", ["--search", *args, *SEARCH_TINY], cwd=tmp_path)
         assert (done.returncode, done.stderr.strip(), done.stdout) == (2, error, "")
 
 
 def test_median_ranks_a_missing_best_below_every_value() -> None:
-    from sweep.bench import median_or_none
+    from bench.bench import median_or_none
 
     assert median_or_none([None, 0.99, 0.98]) == 0.98
     assert median_or_none([None, None, 0.99]) is None

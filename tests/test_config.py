@@ -3,8 +3,8 @@ import pytest
 from hydra.errors import HydraException
 
 from conftest import CONF, compose
-from sweep.config import configuration_key, momentum, validate
-from sweep.errors import ConfigError
+from archsearch.core.config import configuration_key, momentum, validate
+from archsearch.core.errors import ConfigError
 
 GROUPS = ["data", "model", "optim", "sched", "train", "constraints", "sweep", "experiment"]
 
@@ -29,7 +29,7 @@ def test_default_is_the_documented_net_as_documented():
 
 
 def test_overrides_reach_every_knob():
-    from sweep.model import build_model
+    from archsearch.core.model import build_model
 
     cfg = compose(["optim.lr=0.02", "model.dropout=0.1", "train.epochs=15", "model=fcfree", "model.widths.c1=6",
                    "model.arch.pre=3", "model.arch.pad_pre=1", "train.label_smoothing=0.05", "sched.pct_start=0.2"])
@@ -89,7 +89,7 @@ def test_momentum_under_onecycle_is_the_schedules_and_saying_otherwise_is_an_err
 def test_the_optimizer_runs_with_the_momentum_the_config_names(overrides, expected):
     import torch
 
-    from sweep.train import make_optimizer
+    from archsearch.core.train import make_optimizer
 
     cfg = compose(["model=fcfree", "sched=onecycle", "train.epochs=2", *overrides])
     model = torch.nn.Linear(2, 2)

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from conftest import DATA, ROOT, TINY, compose, run_entry, sigint_as_at_a_terminal
-from sweep.confirm import training_overrides
-from sweep.results import find_experiments
-from sweep.rows import Row
+from archsearch.report.confirm import training_overrides
+from archsearch.report.acceptance import find_experiments
+from archsearch.report.rows import Row
 
 # Confirmation runs shrunk to seconds: overrides given to confirm.py win over the trial's (its 1,000 images and
 # 1 epoch here, the search's validation split...). 2 epochs: fewer than the rule's last 3, so it fails.
@@ -151,10 +151,10 @@ def test_passing_finalist_is_saved_as_a_confirmed_experiment(lab: Path, tmp_path
 
 
 def test_trials_names_the_finalists_by_number(lab: Path) -> None:
-    from sweep.confirm import finalists
-    from sweep.errors import ConfigError
-    from sweep.ranking import review_study
-    from sweep.studyread import load_study, open_readonly
+    from archsearch.report.confirm import finalists
+    from archsearch.core.errors import ConfigError
+    from archsearch.report.ranking import review_study
+    from archsearch.search.storage import load_study, open_readonly
 
     url = f"sqlite:///{lab / 'outputs' / 'optuna.db'}"
     review = review_study(load_study(open_readonly(url), "t", url), url, None)

@@ -5,8 +5,9 @@ import pytest
 import torch
 
 from conftest import SMALL, TINY, compose, run_entry
-from sweep.model import Dropout
-from sweep.train import to_input, train
+from archsearch.core.layers import Dropout
+from archsearch.core.augment import to_input
+from archsearch.core.train import train
 
 pytestmark = [pytest.mark.cuda,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]

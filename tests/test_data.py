@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import torch
 
-from sweep import data
-from sweep.data import MNIST_FILES, load_mnist, prepare_mnist
-from sweep.errors import DataError
+from archsearch.core import data
+from archsearch.core.data import MNIST_FILES, load_mnist, prepare_mnist
+from archsearch.core.errors import DataError
 
 
 def md5(path: Path) -> str:

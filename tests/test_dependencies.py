@@ -6,11 +6,10 @@ import importlib.metadata
 import re
 import sys
 import tomllib
-from pathlib import Path
 
 from conftest import ROOT
 
-OURS = {"sweep", "hydra_plugins.archsearch_sweeper"}
+OURS = {"archsearch", "hydra_plugins.archsearch_sweeper"}
 # Installed by the Makefile in a step of its own (its optuna<3 pin is stale: README, "Dependencies").
 SECOND_STEP = {"hydra-optuna-sweeper"}
 
@@ -24,7 +23,8 @@ def declared() -> set[str]:
 def imported_modules() -> dict[str, set[str]]:
     """Top-level module (hydra_plugins: its subpackage) -> the files that import it."""
     found: dict[str, set[str]] = {}
-    for path in [*(ROOT / "sweep").rglob("*.py"), *(ROOT / "hydra_plugins").rglob("*.py")]:
+    for path in [*(ROOT / "archsearch").rglob("*.py"), *(ROOT / "sweep").rglob("*.py"),
+                 *(ROOT / "hydra_plugins").rglob("*.py")]:
         for node in ast.walk(ast.parse(path.read_text())):
             names = ([a.name for a in node.names] if isinstance(node, ast.Import)
                      else [node.module] if isinstance(node, ast.ImportFrom) and node.module and not node.level else [])
@@ -50,7 +50,7 @@ def test_every_imported_distribution_is_declared() -> None:
 
 
 def test_the_importance_plot_needs_scikit_learn_and_it_is_declared() -> None:
-    # Optuna's MeanDecreaseImpurityImportanceEvaluator (sweep/plots.py) imports scikit-learn itself; an install
+    # Optuna's MeanDecreaseImpurityImportanceEvaluator (archsearch/report/plots.py) imports scikit-learn itself; an install
     # that lacked it would fail there, with no import of ours to show it.
-    assert "MeanDecreaseImpurityImportanceEvaluator" in (ROOT / "sweep" / "plots.py").read_text()
+    assert "MeanDecreaseImpurityImportanceEvaluator" in (ROOT / "archsearch" / "report" / "plots.py").read_text()
     assert "scikit-learn" in declared()

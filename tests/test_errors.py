@@ -15,7 +15,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from conftest import ROOT, TINY, compose, run_entry
-from sweep.errors import ConfigError
+from archsearch.core.errors import ConfigError
 
 SWEEP = ["-m", "hydra.sweeper.n_trials=1", "hydra.sweeper.study_name=t", *TINY]
 TOP_WIDTHS = ["model.widths.c1=16", "model.widths.c2=24", "model.widths.t=16", "model.widths.c3=20",
@@ -161,7 +161,7 @@ def test_a_study_with_another_direction_is_refused_and_left_as_it_was(tmp_path: 
      "model.blocks.1.convs.4: input is 1x1; a 2x2 max-pool collapses it"),
 ])
 def test_value_out_of_range_names_key_value_and_limit(overrides: list[str], message: str) -> None:
-    from sweep.train import check_config
+    from archsearch.core.model import check_config
 
     with pytest.raises(ConfigError) as e:
         check_config(compose([*TINY, *overrides]))
@@ -169,8 +169,8 @@ def test_value_out_of_range_names_key_value_and_limit(overrides: list[str], mess
 
 
 def test_storage_that_cannot_be_opened_names_the_url() -> None:
-    from sweep.errors import StorageError
-    from sweep.study import open_storage
+    from archsearch.core.errors import StorageError
+    from archsearch.search.storage import open_storage
 
     with pytest.raises(StorageError, match=r"^hydra\.sweeper\.storage='sqlite:////proc/x\.db': cannot be opened "
                                            r"\(\(sqlite3\.OperationalError\) unable to open database file\)$"):
@@ -178,14 +178,14 @@ def test_storage_that_cannot_be_opened_names_the_url() -> None:
 
 
 def test_unknown_pruner_is_a_config_error() -> None:
-    from sweep.study import make_pruner
+    from archsearch.search.pruners import make_pruner
 
     with pytest.raises(ConfigError, match=r"^hydra\.sweeper\.pruner: cannot be built \(.*Bogus"):
         make_pruner(OmegaConf.create({"_target_": "optuna.pruners.BogusPruner"}))
 
 
 def test_heartbeat_grace_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    from sweep.study import GRACE_ENV, heartbeat_timing
+    from archsearch.search.storage import GRACE_ENV, heartbeat_timing
 
     monkeypatch.delenv(GRACE_ENV, raising=False)
     assert heartbeat_timing() == (10.0, 60)
@@ -204,7 +204,7 @@ def test_heartbeat_grace_from_the_environment(monkeypatch: pytest.MonkeyPatch) -
 def test_preflight_candidates_take_every_choice_and_range_end(params: dict[str, str], expected: list) -> None:
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    from hydra_plugins.archsearch_sweeper.archsearch_sweeper import _candidates
+    from archsearch.search.sweeper import _candidates
 
     parsed = OverridesParser.create().parse_overrides([f"{k}={v}" for k, v in params.items()])
     assert _candidates(parsed) == expected

@@ -8,8 +8,9 @@ import torch
 from conftest import DATA, SMALL, compose
 from torch import nn
 
-from sweep.model import Dropout, MaxPool2d, _at_least
-from sweep.train import affine_grid, epoch_batches, make_optimizer, to_input
+from archsearch.core.layers import Dropout, MaxPool2d, _at_least
+from archsearch.core.augment import affine_grid, epoch_batches, to_input
+from archsearch.core.train import make_optimizer
 
 ZERO, ONE = (0 - 0.1307) / 0.3081, (1 - 0.1307) / 0.3081  # black and white pixels after Normalize
 INDICES = [0, 1, 7, 4242, 9999]  # in both splits
@@ -90,7 +91,7 @@ def one_thread():
 
 
 def epoch_metrics(seed: int, threads: str) -> list[dict]:
-    from sweep.train import train
+    from archsearch.core.train import train
 
     cfg = compose([*SMALL, "model=fcfree", "data.rotation=10", "data.train_subset=500", "data.val_size=100",
                    "data.test_subset=100", "train.epochs=2", threads, f"seed={seed}"])
@@ -191,7 +192,7 @@ def test_maxpool_keeps_torchs_path_where_it_is_not_faster() -> None:
 @pytest.mark.parametrize("optim", [["optim=sgd", "optim.weight_decay=0.001", "optim.nesterov=true"],
                                    ["optim=adamw", "optim.weight_decay=0.01"]])
 def test_optimizers_step_all_parameters_at_once_with_the_same_values(optim: list[str]) -> None:
-    from sweep.model import build_model
+    from archsearch.core.model import build_model
 
     cfg = compose(["model=fcfree", "model.dropout=0", *optim])  # no dropout: the two models draw no masks
     models = [build_model(cfg.model)[0] for _ in range(2)]
@@ -212,8 +213,8 @@ def test_optimizers_step_all_parameters_at_once_with_the_same_values(optim: list
 
 
 def test_tutorial_model_has_plain_dropout_and_maxpool_and_the_same_parameters() -> None:
-    from sweep.bench import tutorial_model
-    from sweep.model import build_model
+    from bench.bench import tutorial_model
+    from archsearch.core.model import build_model
 
     cfg = compose()
     model, report = build_model(cfg.model)

@@ -20,7 +20,7 @@ import optuna
 import pytest
 
 from conftest import ROOT, TINY, run_entry, sigint_as_at_a_terminal
-from sweep.study import GRACE_ENV
+from archsearch.search.storage import GRACE_ENV
 
 # Three epochs, so that a signal sent after a trial's first epoch lands in the middle of its training.
 SWEEP = ["-m", "hydra.sweeper.n_trials=3", "hydra.sweeper.study_name=t", *TINY, "train.epochs=3"]
@@ -237,7 +237,8 @@ def test_a_stopped_sweep_keeps_what_its_jobs_finished_and_fails_the_rest_with_ho
     # The sweeper's safety net, after its jobs in other processes were killed before the sweeper could
     # tell their trials: a finished job's trial keeps its result, the others fail with what is known.
     from hydra_plugins.archsearch_sweeper.archsearch_sweeper import ArchSearchSweeper
-    from sweep.study import open_storage, trial_id
+    from archsearch.search.storage import open_storage
+    from archsearch.search.trial import trial_id
 
     storage = open_storage(f"sqlite:///{tmp_path}/optuna.db")
     study = optuna.create_study(study_name="t", storage=storage, direction="maximize")

@@ -11,7 +11,7 @@ import sys
 import pytest
 from conftest import ROOT, SMALL, compose
 
-from sweep.machine import has_glibc
+from archsearch.core.machine import has_glibc
 
 glibc = pytest.mark.skipif(not has_glibc() or not hasattr(ctypes.CDLL(None), "mallinfo2"),
                            reason="glibc >= 2.33 only (mallopt, mallinfo2)")
@@ -20,7 +20,7 @@ glibc = pytest.mark.skipif(not has_glibc() or not hasattr(ctypes.CDLL(None), "ma
 # malloc 30 MiB (an activation of a large batch), note where it came from, free it, note what the heap kept.
 PROBE = """
 import ctypes, json, sys
-from sweep.machine import keep_freed_memory
+from archsearch.core.machine import keep_freed_memory
 
 class MallInfo2(ctypes.Structure):
     _fields_ = [(name, ctypes.c_size_t) for name in
@@ -65,9 +65,9 @@ def test_a_malloc_setting_of_the_users_is_left_alone(setting: dict) -> None:
 
 
 def test_train_keeps_freed_memory(monkeypatch) -> None:
-    import sweep.train
+    import archsearch.core.train
 
     calls = []
-    monkeypatch.setattr(sweep.train, "keep_freed_memory", lambda: calls.append(True) or True)
-    sweep.train.train(compose([*SMALL, "model=fcfree", "data.train_subset=256", "data.test_subset=64"]))
+    monkeypatch.setattr(archsearch.core.train, "keep_freed_memory", lambda: calls.append(True) or True)
+    archsearch.core.train.train(compose([*SMALL, "model=fcfree", "data.train_subset=256", "data.test_subset=64"]))
     assert calls == [True]

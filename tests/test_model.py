@@ -8,8 +8,8 @@ import torch
 from omegaconf import OmegaConf
 
 from conftest import CONF, ROOT, compose
-from sweep.errors import BudgetError, ConfigError
-from sweep.model import build_model, check_constraints
+from archsearch.core.errors import BudgetError, ConfigError
+from archsearch.core.model import build_model, check_constraints
 
 MODELS = sorted(p.stem for p in (CONF / "model").glob("*.yaml"))
 
@@ -55,13 +55,13 @@ def test_fcfree_param_count_is_exact():
 
 
 def test_over_budget_is_rejected_before_any_data(monkeypatch):
-    import sweep.data
-    from sweep.train import train
+    import archsearch.core.data
+    from archsearch.core.train import train
 
     def no_data(*args, **kwargs):
         raise AssertionError("data was touched")
 
-    monkeypatch.setattr(sweep.data, "load_mnist", no_data)
+    monkeypatch.setattr(archsearch.core.data, "load_mnist", no_data)
     cfg = compose(["model.blocks.0.convs=[64,64,64]"])
     start = time.perf_counter()
     with pytest.raises(BudgetError, match=r"model has 91,162 params; constraints.max_params=20000 requires fewer"):
@@ -110,7 +110,7 @@ head: conv
 
 def interpolated_fcfree(**widths):
     """A composed config whose model is INTERPOLATED_FCFREE, with widths changed or added."""
-    from sweep.config import ModelConfig
+    from archsearch.core.config import ModelConfig
 
     model = OmegaConf.create(INTERPOLATED_FCFREE)
     model.widths.update(widths)

@@ -2,7 +2,7 @@
 import optuna
 import pytest
 
-from sweep.pruning import evidence_table, pruning_evidence
+from archsearch.report.pruning_evidence import evidence_table, pruning_evidence
 
 COMPLETE, PRUNED = optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED
 

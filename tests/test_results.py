@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, run_entry
-from sweep import results as rs
-from sweep.errors import StorageError
-from sweep.rows import first_epoch_at
+from archsearch.report import acceptance as ac
+from archsearch.report import results as rs
+from archsearch.core.errors import StorageError
+from archsearch.core.records import first_epoch_at
 from test_review import MAX_EPOCHS, NEW_TRIALS, TRIALS, done, make_study, trial
 
 EPOCHS = 20
@@ -28,7 +29,7 @@ RUNS = {
 
 def write_run(root: Path, name: str, seed: int, params: int, fc_layers: list[str], last: list[float],
               teacher: dict | None = None) -> None:
-    """A run directory as `python sweep/run.py -m +experiment=<name> seed=<seed>` leaves it (sweep/train.py)."""
+    """A run directory as `python sweep/run.py -m +experiment=<name> seed=<seed>` leaves it (archsearch/core/train.py)."""
     test = [round(0.985 + 0.0005 * e, 4) for e in range(1, EPOCHS - 2)] + last
     run = root / name / f"seed_{seed}"
     (run / ".hydra").mkdir(parents=True)
@@ -52,8 +53,8 @@ def confirm(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def experiments(confirm: Path) -> dict[str, rs.Experiment]:
-    return {e.name: e for e in rs.find_experiments(confirm)}
+def experiments(confirm: Path) -> dict[str, ac.Experiment]:
+    return {e.name: e for e in ac.find_experiments(confirm)}
 
 
 @pytest.mark.parametrize("name, confirmed, says", [
@@ -63,14 +64,14 @@ def experiments(confirm: Path) -> dict[str, rs.Experiment]:
                         "forbid. Accuracy alone passes: every seed reaches 99.4% in each of the last 3 epochs "
                         "(min 99.40%)."),
 ])
-def test_verdicts(experiments: dict[str, rs.Experiment], name: str, confirmed: bool, says: str) -> None:
+def test_verdicts(experiments: dict[str, ac.Experiment], name: str, confirmed: bool, says: str) -> None:
     e = experiments[name]
     assert e.confirmed is confirmed
     assert says in e.verdict()
 
 
 @pytest.mark.parametrize("name", RUNS)
-def test_mean_and_min_over_seeds(experiments: dict[str, rs.Experiment], name: str) -> None:
+def test_mean_and_min_over_seeds(experiments: dict[str, ac.Experiment], name: str) -> None:
     lasts = RUNS[name][2]
     e = experiments[name]
     assert [r.last for r in e.runs] == lasts
@@ -78,12 +79,12 @@ def test_mean_and_min_over_seeds(experiments: dict[str, rs.Experiment], name: st
     assert e.min == min(min(last) for last in lasts)
 
 
-def test_order_and_reproduce_commands(experiments: dict[str, rs.Experiment], confirm: Path) -> None:
-    assert [e.name for e in rs.find_experiments(confirm)] == ["baseline", "shaky", "good"]  # baseline, then params
+def test_order_and_reproduce_commands(experiments: dict[str, ac.Experiment], confirm: Path) -> None:
+    assert [e.name for e in ac.find_experiments(confirm)] == ["baseline", "shaky", "good"]  # baseline, then params
     assert experiments["good"].commands() == ["python sweep/run.py -m +experiment=good seed=1,2,3"]
 
 
-def test_targets_name_what_meets_them_and_what_only_tried(experiments: dict[str, rs.Experiment]) -> None:
+def test_targets_name_what_meets_them_and_what_only_tried(experiments: dict[str, ac.Experiment]) -> None:
     rows = rs.targets_table(list(experiments.values())).splitlines()[2:]
     assert rows == [  # the baseline is never a candidate: it has a Linear head
         "| required | < 20,000 | <= 20 | good (14,210 params) | good (14,210 params) | shaky (min 99.38%, 3 seed(s)) |",
@@ -97,7 +98,7 @@ def test_a_distilled_result_says_so_with_its_teacher_and_its_cost(tmp_path: Path
                "epochs": 20, "wall_time_s": 390.0, "test_acc": 0.995}
     for seed in (1, 2, 3):
         write_run(tmp_path, "student", seed, 5000, [], [0.9945, 0.9944, 0.9946], teacher=teacher)
-    (e,) = rs.find_experiments(tmp_path)
+    (e,) = ac.find_experiments(tmp_path)
     assert e.confirmed and e.recipe() == "distilled from good seed 1 (14,210 params; trained 20 epochs in 6.5 min)"
     assert rs.targets_table([e]).splitlines()[2] == (
         "| required | < 20,000 | <= 20 | student (5,000 params, distilled) | **not met** | - |")
@@ -106,7 +107,7 @@ def test_a_distilled_result_says_so_with_its_teacher_and_its_cost(tmp_path: Path
 
 def test_fewer_seeds_and_over_budget_are_not_confirmed(tmp_path: Path) -> None:
     write_run(tmp_path, "big", 1, 20000, [], [0.996, 0.996, 0.996])
-    (e,) = rs.find_experiments(tmp_path)
+    (e,) = ac.find_experiments(tmp_path)
     assert not e.confirmed and e.rule_misses() == ["20,000 params, not under constraints.max_params=20,000",
                                                    "1 seed(s); confirmation needs 3"]
 
@@ -131,7 +132,7 @@ def test_section_gives_the_evaluate_command_for_the_shipped_checkpoints(tmp_path
         if seed != 2:  # a seed without weights is left out, not named
             (tmp_path / "kept" / f"seed_{seed}" / "model.pt").write_bytes(b"")
     write_run(tmp_path, "bare", 1, 9000, [], [0.9945, 0.9946, 0.9947])
-    found = {e.name: e for e in rs.find_experiments(tmp_path)}
+    found = {e.name: e for e in ac.find_experiments(tmp_path)}
     kept = (tmp_path / "kept").as_posix()
     want = f"python sweep/evaluate.py {kept}/seed_1/model.pt {kept}/seed_3/model.pt"
     assert want in rs.experiment_section(found["kept"])
@@ -262,17 +263,17 @@ def test_writes_the_searches_section_and_progress_plot(confirm: Path, tmp_path: 
 
 
 def shipped_experiments() -> list[Path]:
-    return sorted(p for p in (ROOT / "conf" / "experiment").glob("*.yaml") if p.stem != rs.BASELINE)
+    return sorted(p for p in (ROOT / "conf" / "experiment").glob("*.yaml") if p.stem != ac.BASELINE)
 
 
 @pytest.fixture(scope="module")
-def committed() -> dict[str, rs.Experiment]:
+def committed() -> dict[str, ac.Experiment]:
     """The experiments of the runs committed under results/confirm, read once for every shipped file."""
-    return {e.name: e for e in rs.find_experiments(ROOT / "results" / "confirm")}
+    return {e.name: e for e in ac.find_experiments(ROOT / "results" / "confirm")}
 
 
 @pytest.mark.parametrize("path", shipped_experiments(), ids=lambda p: p.stem)
-def test_shipped_experiments_say_what_the_committed_runs_show(path: Path, committed: dict[str, rs.Experiment]) -> None:
+def test_shipped_experiments_say_what_the_committed_runs_show(path: Path, committed: dict[str, ac.Experiment]) -> None:
     """Line 2 of conf/experiment/NAME.yaml (Hydra needs `# @package` first) says CONFIRMED only when the runs
     under results/confirm confirm NAME, and a confirmed one ships every seed's checkpoint for evaluate.py."""
     mark = path.read_text().splitlines()[1]

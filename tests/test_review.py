@@ -18,14 +18,15 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, SMALL, compose, free_port, run_entry, sigint_as_at_a_terminal
-from sweep import review as review_cli
-from sweep.errors import ConfigError
-from sweep.experiment import pick, save_experiment
-from sweep.plots import PLOTS, plot_importances
-from sweep.ranking import Review, review_study
-from sweep.rows import first_epoch_at, state_label, trial_state
-from sweep.studyread import load_study, open_readonly, schema_upgrade_hint
-from sweep.tables import render, run_command, summary_lines, table_rows, to_markdown
+from archsearch.report import review as review_cli
+from archsearch.core.errors import ConfigError
+from archsearch.report.experiment import pick, save_experiment
+from archsearch.report.plots import PLOTS, plot_importances
+from archsearch.report.ranking import Review, review_study
+from archsearch.core.records import first_epoch_at
+from archsearch.report.rows import state_label, trial_state
+from archsearch.search.storage import load_study, open_readonly, schema_upgrade_hint
+from archsearch.report.tables import render, run_command, summary_lines, table_rows, to_markdown
 
 MAX_EPOCHS = 10
 FIXED = {"train.epochs": str(MAX_EPOCHS), "constraints.max_params": "20000", "model": "fcfree"}
@@ -42,7 +43,7 @@ def curve(final: float, n: int = MAX_EPOCHS) -> list[float]:
 
 def trial(state: str, value=None, values=None, c1: int = 8, lr: float = 0.05,
           steps: dict | None = None, **attrs):
-    """A finished trial with the records a job writes (see sweep/train.py)."""
+    """A finished trial with the records a job writes (see archsearch/core/train.py)."""
     import optuna
     from optuna.distributions import FloatDistribution, IntDistribution
 
@@ -235,7 +236,7 @@ def test_saved_experiment_composes(review: Review, saved: list[str], tmp_path: P
 
 @pytest.mark.slow
 def test_saved_experiment_trains(saved: list[str]) -> None:
-    from sweep.train import train
+    from archsearch.core.train import train
 
     assert train(compose([*saved, *SMALL])).status == "complete"
 
@@ -408,7 +409,7 @@ def test_upgrade_hint_only_for_an_older_schema(exc: BaseException) -> None:
 def test_the_baseline_reference_is_a_complete_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import os
 
-    from sweep.rows import find_baseline
+    from archsearch.report.rows import find_baseline
 
     monkeypatch.chdir(tmp_path)
     runs = tmp_path / "outputs" / "runs"

@@ -87,7 +87,7 @@ def test_workers_started_together_ask_different_configurations(tmp_path):
     the same moment would. Seeded per trial, their first asks already differ."""
     from omegaconf import OmegaConf
 
-    from hydra_plugins.archsearch_sweeper.archsearch_sweeper import make_sampler
+    from archsearch.search.sweeper import make_sampler
     from optuna.distributions import FloatDistribution, IntDistribution
 
     space = {"model.widths.c1": IntDistribution(4, 16, step=2), "optim.lr": FloatDistribution(0.01, 0.3, log=True)}
@@ -199,7 +199,7 @@ def test_samplers_run(tmp_path, mnist, sampler):
 @pytest.mark.parametrize("pruner", ["median", "percentile", "halving", "hyperband", "patient", "none"])
 def test_pruners_build(pruner):
     from conftest import compose
-    from sweep.study import make_pruner
+    from archsearch.search.pruners import make_pruner
 
     cfg = compose([f"hydra/sweeper/pruner={pruner}"], hydra_config=True)
     assert isinstance(make_pruner(cfg.hydra.sweeper.pruner), optuna.pruners.BasePruner)
@@ -262,7 +262,7 @@ def test_the_search_keeps_the_time_its_best_trial_needs_to_be_confirmed():
     from hydra_plugins.archsearch_sweeper.archsearch_sweeper import ArchSearchSweeper
     from optuna.distributions import FloatDistribution
 
-    from sweep.progress import Budget
+    from archsearch.search.budget import Budget
 
     budget_cfg = OmegaConf.create({"epochs": None, "minutes": 56, "confirm_seeds": 3})
     sweeper = ArchSearchSweeper(sampler=None, pruner=None, direction="maximize", storage=None, study_name="t",

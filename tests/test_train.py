@@ -4,7 +4,8 @@ import json
 import pytest
 
 from conftest import DATA, SMALL, compose, run_entry
-from sweep.train import objective_so_far, train
+from archsearch.core.records import objective_so_far
+from archsearch.core.train import train
 
 
 def test_short_train_beats_chance_by_a_wide_margin(mnist, tmp_path):
@@ -68,8 +69,9 @@ RECIPE = [*SMALL, "model=stages", "data.val_size=300", "sched=onecycle", "optim.
 def test_the_weight_average_is_evaluated_and_saved_and_the_raw_weights_recorded(mnist, tmp_path):
     import contextlib
 
-    from sweep.checkpoint import load_checkpoint, restore
-    from sweep.train import evaluate, split
+    from archsearch.core.checkpoint import load_checkpoint, restore
+    from archsearch.core.augment import split
+    from archsearch.core.train import evaluate
 
     cfg = compose([*RECIPE, "train.ema=0.9", "train.checkpoint=true"])
     result = train(cfg, out_dir=tmp_path)
@@ -84,7 +86,7 @@ def test_the_weight_average_is_evaluated_and_saved_and_the_raw_weights_recorded(
 def test_distillation_mixes_in_the_teacher_and_the_student_stands_alone(mnist, tmp_path):
     import torch
 
-    from sweep.evaluate import evaluate_checkpoint
+    from archsearch.report.evaluate import evaluate_checkpoint
 
     teacher_dir, student_dir = tmp_path / "teacher", tmp_path / "student"
     train(compose([*RECIPE, "model=fcfree", "train.checkpoint=true"]), out_dir=teacher_dir)
@@ -106,7 +108,7 @@ def test_the_distillation_loss_mixes_cross_entropy_and_the_softened_kl():
     import torch
     import torch.nn.functional as F
 
-    from sweep.train import training_loss
+    from archsearch.core.train import training_loss
 
     torch.manual_seed(0)
     logits, labels, inputs = torch.randn(8, 10, requires_grad=True), torch.randint(0, 10, (8,)), torch.randn(8, 3)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from sweep.errors import DataError
+from archsearch.core.errors import DataError
 
 if TYPE_CHECKING:
     import torch

@@ -3,17 +3,27 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence, TypeVar
 
-from sweep.defaults import assignment
-from sweep.rows import BASELINE_LABEL, STATES, Row, as_number, metrics_row, read_metrics, trial_row
-from sweep.study import pareto_front
+from archsearch.core.defaults import assignment
+from archsearch.report.rows import BASELINE_LABEL, STATES, Row, as_number, metrics_row, read_metrics, trial_row
 
 RANKED_BY_VALUE = ("complete", "pruned", "running")  # the states that have an objective to sort by
+T = TypeVar("T")
+
+
+def pareto_front(items: Sequence[T], key: Callable[[T], Sequence[float]]) -> list[T]:
+    """Items that no other item dominates, where key gives scores to maximize."""
+    scores = [list(key(item)) for item in items]
+
+    def dominates(a: list[float], b: list[float]) -> bool:
+        return all(x >= y for x, y in zip(a, b)) and any(x > y for x, y in zip(a, b))
+
+    return [item for item, s in zip(items, scores) if not any(dominates(o, s) for o in scores if o is not s)]
 
 
 @dataclass
-class Summary:
+class StudyTotals:
     counts: dict[str, int]
     n_trials: int
     epochs_trained: int
@@ -38,7 +48,7 @@ class Review:
     directions: list[str]
     objective_names: list[str]
     rows: list[Row]  # ranked
-    summary: Summary
+    summary: StudyTotals
     target: float
     budget: int
     baseline: Optional[Row] = None
@@ -85,7 +95,7 @@ def rank(rows: list[Row], directions: Sequence[str]) -> list[Row]:
     return ranked
 
 
-def summarize(rows: list[Row], duplicates: int = 0) -> Summary:
+def summarize(rows: list[Row], duplicates: int = 0) -> StudyTotals:
     """Counts per state, and epochs trained against every trial trained to its train.epochs (a rejected trial
     counts in that budget: without the rejection its epochs would have been trained). Duplicate asks are not
     rows: they are only counted, as asks that repeated a configuration another trial holds."""
@@ -96,7 +106,7 @@ def summarize(rows: list[Row], duplicates: int = 0) -> Summary:
     ends = [r.finished for r in rows if r.finished]
     counts = {s: sum(r.state == s for r in rows) for s in STATES}
     counts["duplicate"] = duplicates
-    return Summary(counts=counts, n_trials=len(rows),
+    return StudyTotals(counts=counts, n_trials=len(rows),
                    epochs_trained=sum(r.epochs_trained for r in rows),
                    epochs_budget=sum(r.max_epochs or longest for r in rows),
                    max_epochs=maxima.pop() if len(maxima) == 1 else None, trial_time_s=sum(times),

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sweep.errors import ConfigError
+from archsearch.core.errors import ConfigError
 
 
 def serve_dashboard(storage: Any, url: str, study: str, port: int) -> None:

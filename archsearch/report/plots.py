@@ -6,9 +6,9 @@ import warnings
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from sweep.ranking import Review
-from sweep.rows import BASELINE_LABEL, Row, param_keys
-from sweep.tables import fmt_int, objective_text
+from archsearch.report.ranking import Review
+from archsearch.report.rows import BASELINE_LABEL, Row, param_keys
+from archsearch.report.tables import fmt_int, objective_text
 
 CURVES = 5  # top trials in curves.png: more lines are unreadable
 

@@ -7,8 +7,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
-from sweep.errors import ConfigError
-from sweep.study import STATUS
+from archsearch.core.errors import ConfigError
+from archsearch.core.records import first_epoch_at
+from archsearch.search.trial import STATUS
 
 STATES = ("complete", "pruned", "running", "rejected", "duplicate", "failed")  # leaderboard order
 BASELINE_GLOBS = ("outputs/confirm/baseline/seed_*/metrics.json", "outputs/runs/*baseline*/metrics.json")
@@ -69,10 +70,6 @@ def state_label(t: Any) -> str:
     return state
 
 
-def first_epoch_at(curve: Sequence[Optional[float]], target: float) -> Optional[int]:
-    return next((i for i, acc in enumerate(curve, 1) if acc is not None and acc >= target), None)
-
-
 def as_number(value: Any, kind: Callable[[Any], Any]) -> Any:
     """kind(value), or None when the record is missing or not a number."""
     try:
@@ -112,14 +109,14 @@ def param_keys(rows: Sequence[Row]) -> list[str]:
 
 
 def read_metrics(path: Path) -> dict[str, Any]:
-    """A run's metrics.json, as sweep/train.py's _write leaves it."""
+    """A run's metrics.json, as archsearch/core/train.py's _write leaves it."""
     try:
         metrics = json.loads(Path(path).read_text())
     except (OSError, ValueError) as e:
         raise ConfigError(f"{path}: not a readable metrics.json ({getattr(e, 'strerror', None) or e})") from None
     missing = [k for k in ("status", "params", "macs", "fc_layers", "epochs", "config") if k not in metrics]
     if missing:
-        raise ConfigError(f"{path}: has no {', '.join(missing)}; not a metrics.json written by sweep/train.py")
+        raise ConfigError(f"{path}: has no {', '.join(missing)}; not a metrics.json written by archsearch/core/train.py")
     return metrics
 
 

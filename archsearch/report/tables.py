@@ -9,8 +9,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from sweep.ranking import Review
-from sweep.rows import Row, param_keys
+from archsearch.report.ranking import Review
+from archsearch.report.rows import Row, param_keys
 
 TABLE_LABEL_CHARS = 48  # failure reasons are long; the csv/json/md keep them whole
 

@@ -6,14 +6,13 @@ A misspelt key or a wrong type fails at composition with the key named; value ra
 from __future__ import annotations
 
 import math
-import sys
 from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
 from omegaconf import MISSING, DictConfig, OmegaConf
 
-from sweep.errors import ConfigError
+from archsearch.core.errors import ConfigError
 
 
 @dataclass
@@ -38,7 +37,7 @@ class BlockConfig:
 
 @dataclass
 class ArchConfig:
-    """The searched FC-free family, which the builder expands into blocks (sweep/model.py, arch_stages):
+    """The searched FC-free family, which the builder expands into blocks (archsearch/core/model.py, arch_stages):
     `pre` 3x3 convs (widths c1, then c2), a 2x2 max-pool, an optional 1x1 transition to t, `post` 3x3
     convs (the first half c3, the rest c4), then GAP and a 1x1 conv to the classes."""
     pre: int = 2  # 3x3 convs before the pool: where the pool goes
@@ -61,7 +60,7 @@ class StageConfig:
 
 @dataclass
 class StagesConfig:
-    """The multi-stage FC-free family (sweep/model.py, stages_model): stage s1, a 2x2 max-pool, s2, and with
+    """The multi-stage FC-free family (archsearch/core/model.py, stages_model): stage s1, a 2x2 max-pool, s2, and with
     pools=2 another max-pool and s3; then GAP and a 1x1 conv to the classes. s3 is unused with pools=1."""
     pools: int = 2
     s1: StageConfig = field(default_factory=lambda: StageConfig(depth=2, width=4))
@@ -202,13 +201,13 @@ BOOKKEEPING_KEYS = ("trial", "trial_budget", "reseed", "model.name", "hydra")
 
 
 def configuration_key(cfg: DictConfig) -> str:
-    """A digest of what a run trains: the model as the builder expands it (sweep/model.py, expand) and the
+    """A digest of what a run trains: the model as the builder expands it (archsearch/core/model.py, expand) and the
     recipe. Configs that build the same network with the same recipe share it, e.g. a transition width
     sampled while the transition is off, or a third stage's width with one pool."""
     import hashlib
     import json
 
-    from sweep.model import expand
+    from archsearch.core.model import expand
 
     job = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])  # hydra's node resolves only in a job
     c = OmegaConf.to_container(job, resolve=True)
@@ -222,26 +221,13 @@ def configuration_key(cfg: DictConfig) -> str:
     return hashlib.sha256(json.dumps(c, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def register_configs() -> None:
-    """Register the schemas so that conf/config.yaml's `defaults` can start from them, and the sweeper.
-
-    The sweeper is registered here, not left to Hydra's plugin scan, which cannot see an editable
-    (pip install -e) install of this project."""
+def register_schema() -> None:
+    """Register the schema, so that conf/config.yaml's `defaults` can start from it, and the resolver that sizes
+    budgets to the machine (${archsearch.on_cuda:A,B})."""
     from hydra.core.config_store import ConfigStore
-
-    try:
-        from hydra_plugins.archsearch_sweeper.archsearch_sweeper import register
-    except ModuleNotFoundError as e:
-        if "hydra_optuna_sweeper" not in str(e):
-            raise
-        # pyproject.toml cannot list the plugin: it pins optuna<3 (README, "Dependencies").
-        print("error: hydra-optuna-sweeper is not installed; install it without its stale optuna<3 pin: "
-              "pip install --no-deps hydra-optuna-sweeper==1.3.0 (make does this)", file=sys.stderr)
-        sys.exit(2)
 
     ConfigStore.instance().store(name="schema", node=Config)
     OmegaConf.register_new_resolver("archsearch.on_cuda", _on_cuda, replace=True)
-    register()
 
 
 def _on_cuda(cuda_value: Any, cpu_value: Any) -> Any:

@@ -5,20 +5,20 @@
 (b) this project's trainer: `train()` itself, one epoch on --images images;
 (c) the bare eager ceiling: pre-normalized batches already in memory, no augmentation.
 
-    python sweep/bench.py [--images N] [--repeats R] [--workers 0,2] [hydra overrides]
+    python bench/bench.py [--images N] [--repeats R] [--workers 0,2] [hydra overrides]
 
 Defaults: the documented Net (model=baseline), batch 64, data.rotation=7 (the seed's
 RandomRotation(7)), 7 repeats. Measurements are interleaved (a, b, c, c, b, a, a, b, c, ...) and the
 median is kept, because this machine's speed drifts and other processes share the cores. Prints a
 Markdown table for the README. A benchmark, not a test: nothing here asserts a speed.
 
-    python sweep/bench.py --launchers [--trials N] [--repeats R] [hydra overrides]
+    python bench/bench.py --launchers [--trials N] [--repeats R] [hydra overrides]
 
 times whole sweeps instead (`run.py -m`, N one-epoch trials of 10k images into a throw-away study):
 one process with one thread, one process with a thread per core, and a joblib process per core
 with one thread each. That is the choice between `train.threads` and `hydra/launcher=joblib`.
 
-    python sweep/bench.py --search [--repeats R] [--budget-epochs B] [--keep-studies DIR] [hydra overrides]
+    python bench/bench.py --search [--repeats R] [--budget-epochs B] [--keep-studies DIR] [hydra overrides]
 
 measures search quality instead: the project's default sampler and pruner (TPE + median) against random
 sampling without pruning, each for R seeds (1..R) of real sweeps (`run.py -m`, interleaved) with the same budget
@@ -27,7 +27,7 @@ training and 2,000 validation images. Prints, per strategy, the best validation 
 completed within 25/50/100% of the budget (median over the seeds), and a line comparing the two. The studies
 are throw-away unless --keep-studies keeps their database (DIR/bench.db) to look at.
 
-    python sweep/bench.py --parts [--repeats R] [--images N] [hydra overrides]
+    python bench/bench.py --parts [--repeats R] [--images N] [hydra overrides]
 
 times the parts of a CPU step that the trainer does its own way, each against torch's plain way, on
 fcfree_5k5's shapes (median ms per call over R interleaved rounds), and the bare loop (c) on N images with and
@@ -70,7 +70,8 @@ def tutorial_model(cfg: DictConfig) -> Any:
     import torch
     from torch import nn
 
-    from sweep.model import Dropout, MaxPool2d, build_model
+    from archsearch.core.layers import Dropout, MaxPool2d
+    from archsearch.core.model import build_model
 
     torch.manual_seed(cfg.seed)
     model, report = build_model(cfg.model)
@@ -91,7 +92,7 @@ def tutorial_transform(d: DictConfig) -> Any:
     """Per-sample PIL augmentation as the tutorial writes it, then ToTensor and Normalize."""
     from torchvision import transforms
 
-    from sweep.train import MNIST_MEAN, MNIST_STD
+    from archsearch.core.augment import MNIST_MEAN, MNIST_STD
 
     aug = []
     if d.translate or d.scale:  # the torchvision counterpart of augment()'s shift and zoom
@@ -116,7 +117,7 @@ def tutorial_loop(cfg: DictConfig, workers: int) -> Loop:
     from torch.utils.data import DataLoader
     from torchvision import datasets
 
-    from sweep.config import momentum
+    from archsearch.core.config import momentum
 
     dataset = datasets.MNIST(cfg.data.root, train=True, download=False, transform=tutorial_transform(cfg.data))
     # Workers forked from this process would share its memory copy-on-write, and each epoch forks new ones:
@@ -154,7 +155,7 @@ def trainer_run(cfg: DictConfig, images: int) -> tuple[int, float, float]:
 
     from omegaconf import OmegaConf
 
-    from sweep.train import train
+    from archsearch.core.train import train
 
     cfg = OmegaConf.merge(cfg, {"data": {"train_subset": images}})
     with tempfile.TemporaryDirectory() as tmp:  # train() writes startup_s only to metrics.json
@@ -168,9 +169,10 @@ def bare_setup(cfg: DictConfig, images: int) -> tuple[Any, list[tuple[Any, Any]]
     train.channels_last is null), with every batch pre-normalized in memory."""
     import torch
 
-    from sweep.data import load_mnist
-    from sweep.model import build_model
-    from sweep.train import make_optimizer, to_input, use_channels_last
+    from archsearch.core.data import load_mnist
+    from archsearch.core.model import build_model
+    from archsearch.core.augment import to_input, use_channels_last
+    from archsearch.core.train import make_optimizer
 
     data, bs = load_mnist(cfg.data.root), cfg.train.batch_size
     channels_last = use_channels_last(cfg, "cpu")
@@ -249,7 +251,7 @@ def measure(cfg: DictConfig, images: int, repeats: int, workers: list[int]) -> t
 def print_table(cfg: DictConfig, macs: int, params: int, rates: Rates, startup: list[float],
                 images: int, load_start: float) -> None:
     """The README table: conditions, img/s per loop, ratios, FLOP utilisation and per-trial overhead."""
-    from sweep.machine import cpu_ghz, machine_info
+    from archsearch.core.machine import cpu_ghz, machine_info
 
     machine, ghz = machine_info("cpu"), cpu_ghz()
     cores, threads = machine["cores"] or 1, machine["torch_threads"]
@@ -292,9 +294,9 @@ def print_table(cfg: DictConfig, macs: int, params: int, rates: Rates, startup: 
 def bench(args: argparse.Namespace) -> None:
     import torch
 
-    from sweep.errors import ConfigError
-    from sweep.summary import compose_config
-    from sweep.train import check_config
+    from archsearch.core.errors import ConfigError
+    from archsearch.report.model_summary import compose_config
+    from archsearch.core.model import check_config
 
     shrink = [*QUIET, "data.val_size=0", f"data.test_subset={TEST_SUBSET}"]
     cfg = compose_config([*BENCH_DEFAULTS, *args.overrides, *shrink])
@@ -322,9 +324,11 @@ def part_pairs(cfg: DictConfig) -> dict[str, tuple[Callable[[], Any], Callable[[
     import torch
     from torch import nn
 
-    from sweep.data import load_mnist
-    from sweep.model import Dropout, MaxPool2d, _at_least, build_model
-    from sweep.train import epoch_batches, make_optimizer, to_input
+    from archsearch.core.data import load_mnist
+    from archsearch.core.layers import Dropout, MaxPool2d, _at_least
+    from archsearch.core.model import build_model
+    from archsearch.core.augment import epoch_batches, to_input
+    from archsearch.core.train import make_optimizer
 
     torch.manual_seed(0)
     activation = torch.randn(64, 16, 26, 26)
@@ -365,9 +369,9 @@ def part_pairs(cfg: DictConfig) -> dict[str, tuple[Callable[[], Any], Callable[[
 ALLOCATOR_RUN = """
 import json, resource, sys
 import torch
-from sweep import bench
-from sweep.machine import keep_freed_memory
-from sweep.summary import compose_config
+from bench import bench
+from archsearch.core.machine import keep_freed_memory
+from archsearch.report.model_summary import compose_config
 kept = sys.argv[1] == "keep" and keep_freed_memory()
 cfg = compose_config(sys.argv[3:])
 if cfg.train.threads:
@@ -397,8 +401,8 @@ def bench_parts(args: argparse.Namespace) -> None:
     """Median ms per call of each part, both ways interleaved over the repeats; then the allocator table."""
     import torch
 
-    from sweep.machine import machine_info
-    from sweep.summary import compose_config
+    from archsearch.core.machine import machine_info
+    from archsearch.report.model_summary import compose_config
 
     overrides = [*BENCH_DEFAULTS, "+experiment=fcfree_5k5", "train.batch_size=128", *args.overrides]
     cfg = compose_config(overrides)
@@ -457,7 +461,7 @@ def run_sweep(overrides: list[str], tmp: str, mode: str, study: str = "bench") -
     process start included. These come after `overrides`, so that the study is always the throw-away one."""
     import subprocess
 
-    from sweep.errors import ConfigError
+    from archsearch.core.errors import ConfigError
 
     command = [sys.executable, str(Path(__file__).with_name("run.py")), "-m", *overrides,
                f"hydra.sweeper.study_name={study}", f"hydra.sweeper.storage=sqlite:///{tmp}/bench.db",
@@ -481,7 +485,7 @@ def time_sweep(overrides: list[str], trials: int) -> float:
 
 def bench_launchers(args: argparse.Namespace) -> None:
     """Trials per hour of one shrunk sweep under each launcher set-up, interleaved over repeats."""
-    from sweep.machine import machine_info
+    from archsearch.core.machine import machine_info
 
     cores = os.cpu_count() or 1
     setups = {name.format(cores=cores): [o.format(cores=cores) for o in extra] for name, extra in LAUNCHERS.items()}
@@ -538,8 +542,8 @@ def read_search_run(url: str, study_name: str, budget: int) -> SearchRun:
     best value among COMPLETE trials (a pruned trial's value is a partial objective and never counts)."""
     import optuna
 
-    from sweep.errors import ConfigError
-    from sweep.studyread import load_study, open_readonly
+    from archsearch.core.errors import ConfigError
+    from archsearch.search.storage import load_study, open_readonly
 
     study = load_study(open_readonly(url), study_name, url)
     if [d.name for d in study.directions] != ["MAXIMIZE"]:
@@ -583,8 +587,8 @@ def bench_search(args: argparse.Namespace) -> None:
     """Best validation objective at 25/50/100% of an equal epoch budget: the default strategy against random."""
     import tempfile
 
-    from sweep.errors import ConfigError
-    from sweep.machine import machine_info
+    from archsearch.core.errors import ConfigError
+    from archsearch.core.machine import machine_info
 
     if args.budget_epochs < 1:
         raise ConfigError(f"--budget-epochs={args.budget_epochs}: must be >= 1")
@@ -684,7 +688,7 @@ def main() -> None:
     if args.search + args.launchers + args.parts > 1:
         parser.error("--search, --launchers and --parts: choose one")
 
-    from sweep.cli import report_errors
+    from archsearch.cli import report_errors
 
     mode = bench_search if args.search else bench_launchers if args.launchers else bench_parts if args.parts else bench
     report_errors(lambda: mode(args))

@@ -1,5 +1,5 @@
-"""Shared entry-point behaviour: user mistakes become one line on stderr and exit code 2; Ctrl-C,
-SIGTERM and SIGHUP end the run cleanly with exit code 128 + the signal's number."""
+"""What every command in sweep/ shares: user mistakes become one line on stderr and exit code 2; Ctrl-C, SIGTERM
+and SIGHUP end the run cleanly with exit code 128 + the signal's number. Above the layers: it may use them all."""
 from __future__ import annotations
 
 import os
@@ -8,31 +8,19 @@ from typing import Any, Callable, Optional
 
 from hydra.experimental.callback import Callback
 
-EXIT_USER_ERROR = 2
-EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for Ctrl-C; SIGTERM 143, SIGHUP 129 (sweep.signals)
+from archsearch.core.errors import EXIT_USER_ERROR
+
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for Ctrl-C; SIGTERM 143, SIGHUP 129 (archsearch/search/signals.py)
 
 
-def one_line(e: BaseException) -> str:
-    """A one-line description of a user-facing error, with the cause's key when there is one."""
-    from omegaconf.errors import OmegaConfBaseException
-
-    text = " ".join(str(e).split()).split(" Config search path:")[0]
-    cause = e.__cause__
-    if isinstance(cause, OmegaConfBaseException):
-        key = getattr(cause, "full_key", None)
-        msg = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
-        text = f"{text}: {key + ': ' if key else ''}{msg}"
-    return text
-
-
-def report_errors(entry: Callable[[], Any]) -> Any:
-    """Run an entry point; print user errors as one line and exit non-zero instead of a traceback.
-    SIGTERM and SIGHUP raise like Ctrl-C (sweep.signals), so that the running trial is failed at once."""
+def report_errors(entry: Callable[[], Any], setup: Optional[Callable[[], None]] = None) -> Any:
+    """Run setup() then an entry point; print user errors as one line and exit non-zero instead of a traceback.
+    SIGTERM and SIGHUP raise like Ctrl-C (archsearch/search/signals.py), so that a running trial fails at once."""
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    from sweep import signals
-    from sweep.errors import ArchSearchError
+    from archsearch.core.errors import ArchSearchError, one_line
+    from archsearch.search import signals
 
     signals.install()
 
@@ -41,6 +29,8 @@ def report_errors(entry: Callable[[], Any]) -> Any:
     # whatever the user exported (unset, 0, 1): user errors get one line, a real crash its full traceback.
     os.environ["HYDRA_FULL_ERROR"] = "1"
     try:
+        if setup is not None:
+            setup()
         return entry()
     except ArchSearchError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -1,11 +1,11 @@
-"""Checkpoints as sweep/train.py writes them: {"state_dict": the model's weights, "config": the run's resolved
+"""Checkpoints as archsearch/core/train.py writes them: {"state_dict": the model's weights, "config": the run's resolved
 config}. A checkpoint rebuilds its model from its config alone; loading checks it, never trusts it."""
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from sweep.errors import CheckpointError, ConfigError
+from archsearch.core.errors import CheckpointError, ConfigError
 
 ZIP_MAGIC = b"PK\x03\x04"  # torch.save writes a zip archive
 
@@ -41,7 +41,7 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         got = type(checkpoint).__name__
         if isinstance(checkpoint, dict):
             got += f" with {len(checkpoint)} keys: {_some(sorted(map(str, checkpoint)))}"
-        raise CheckpointError(f"{path}: not a checkpoint of sweep/train.py (expected a dict with 'state_dict' and "
+        raise CheckpointError(f"{path}: not a checkpoint of archsearch/core/train.py (expected a dict with 'state_dict' and "
                               f"'config' holding the run config; got {got})")
     return checkpoint
 
@@ -66,7 +66,7 @@ def restore(path: Path, checkpoint: dict[str, Any]) -> tuple[Any, Any, Any]:
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
-    from sweep.model import build_model
+    from archsearch.core.model import build_model
 
     try:
         cfg = OmegaConf.create(checkpoint["config"])

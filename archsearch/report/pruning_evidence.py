@@ -8,7 +8,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Optional, Sequence
 
-from sweep.rows import trial_state
+from archsearch.report.rows import trial_state
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,7 @@ def pruning_evidence(trials: Sequence[Any]) -> list[EpochEvidence]:
 
 
 def evidence_table(rows: Sequence[EpochEvidence]) -> str:
-    from sweep.tables import md_table
+    from archsearch.report.tables import md_table
 
     return md_table(["epoch", "complete trials", "Spearman rho (objective then vs final)", "pruned at this epoch"],
                     [[str(r.epoch), str(r.trials), "-" if r.rho is None else f"{r.rho:+.2f}", str(r.pruned_here)]

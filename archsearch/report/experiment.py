@@ -5,12 +5,12 @@ import re
 from pathlib import Path
 from typing import Optional
 
-from sweep.config import MACHINE_KEYS
-from sweep.defaults import CONF
-from sweep.errors import ConfigError
-from sweep.ranking import Review
-from sweep.rows import Row
-from sweep.tables import trial_text
+from archsearch.core.config import MACHINE_KEYS
+from archsearch.core.defaults import CONF
+from archsearch.core.errors import ConfigError
+from archsearch.report.ranking import Review
+from archsearch.report.rows import Row
+from archsearch.report.tables import trial_text
 
 # What only the search used (its split, subsets, objectives, trial bookkeeping) and where or how a trial ran: a
 # confirmation run sets its own.

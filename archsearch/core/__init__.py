@@ -1,0 +1,1 @@
+"""What one training run needs: configs, data, the model builder and the trainer. Imports nothing of the search."""

@@ -1,0 +1,380 @@
+"""Confirm a study's best trials over seeds, as one command: retrain, judge, save what passes, report.
+
+    python sweep/confirm.py --study NAME [--storage URL] [--top 3 | --trials N,M] [--seeds 1,2,3] [--confirm-dir DIR]
+                            [--experiment-dir DIR] [--results PATH|none] [--notes FILE] [overrides...]
+
+1. Reads the study read-only (the default storage is the sweep's, conf/sweep/default.yaml). The finalists are
+   its top --top COMPLETE trials by the validation objective, in the review's order (archsearch/report/ranking.py), or the
+   complete trials that --trials names; pruned,
+   rejected, duplicate and failed trials never count, and test accuracy plays no part in the choice.
+2. Trains each finalist from scratch on all 60k training images, once per seed, one run after another, each as
+   `python sweep/run.py <the trial's overrides> sweep=none <overrides> model.name=NAME seed=K
+   hydra.run.dir=<confirm-dir>/NAME/seed_K`, where NAME is <study>_t<trial number>. The trial's own
+   overrides lose what only the search used (validation split, data subsets, per-machine settings, trial
+   bookkeeping, the sweep=); overrides given here win over the trial's for the same key (e.g.
+   train.threads=1, or data.train_subset=2000 train.epochs=3 for a quick look). sweep=none makes the
+   recorded overrides a command that reproduces the runs with -m (RESULTS.md's "Reproduce").
+3. Resumable: a seed whose metrics.json says complete with all its epochs is not trained again; any other
+   is (re)trained. A complete run made with other overrides (per-machine ones aside) is an error, never
+   overwritten: use another --confirm-dir or remove that run.
+4. Verdict: sweep/results.py's rule (Experiment.confirmed): every seed at or above constraints.target_acc
+   in each of its last 3 epochs, at least 3 seeds, FC-free, under the parameter and epoch limits. A
+   finalist that passes is written to <experiment-dir>/NAME.yaml (default conf/experiment), its first
+   comment line (right under `# @package _global_`, which Hydra needs first) saying it is confirmed and the
+   lowest test accuracy of the seeds' last 3 epochs. A file of that name not written by this command is
+   left alone.
+5. Results: sweep/results.py then rewrites --results (default <confirm-dir>/RESULTS.md, the plot next to it
+   as acc_vs_params.png) from every run under --confirm-dir, with this study's sweep cost. --results none
+   skips it. The project's RESULTS.md is only written when asked (--results RESULTS.md; its plot then stays
+   results/acc_vs_params.png); the full command for it is in results/NOTES.md.
+
+Prints a line per finalist and per seed as it goes, then a table: finalist, params, validation objective,
+each seed's lowest test accuracy in its last 3 epochs, PASS/FAIL. Exit 0 whatever the verdicts; a user
+error (unknown study, no complete trial, --top 0, an unreadable or old storage, a run that cannot start)
+is one line on stderr and exit 2; Ctrl-C exits 130.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import re
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NoReturn, Optional, Sequence
+
+from archsearch.core.config import MACHINE_KEYS
+from archsearch.core.defaults import CONF, ROOT, sweep_defaults
+from archsearch.core.errors import ConfigError
+from archsearch.report.experiment import RUNTIME_KEYS, experiment_yaml, save_experiment
+from archsearch.report.ranking import Review, review_study
+from archsearch.report.acceptance import LAST, Experiment, read_run
+from archsearch.report.rows import Row, read_metrics
+from archsearch.search.storage import load_study, open_readonly
+from archsearch.report.tables import fmt_duration, fmt_int, fmt_pct, objective_text, text_table
+
+RUN = ROOT / "sweep" / "run.py"
+DEFAULT_CONFIRM_DIR = Path("outputs/confirm")
+SET_HERE = {"seed": "--seeds", "model.name": "the finalist's name", "hydra.run.dir": "--confirm-dir"}
+CONFIRMED_MARK = "CONFIRMED by sweep/confirm.py"
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:  # one line and exit 2 through report_errors, not usage + error
+        raise ConfigError(message)
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    sweeper = sweep_defaults()
+    p = Parser(description="Retrain a study's best complete trials over seeds and say which are confirmed.")
+    p.add_argument("--study", default=sweeper.study_name, help="the study whose trials to confirm (default: the "
+                   "default sweep's, %(default)s)")
+    p.add_argument("--storage", default=sweeper.storage, help="storage URL (default: %(default)s, cwd-relative)")
+    p.add_argument("--top", default="3", help="how many complete trials, best first (default: %(default)s)")
+    p.add_argument("--trials", help="comma-separated trial numbers to confirm instead of the top ones (each complete)")
+    p.add_argument("--seeds", default="1,2,3", help="comma-separated seeds (default: %(default)s)")
+    p.add_argument("--confirm-dir", type=Path, default=DEFAULT_CONFIRM_DIR,
+                   help="runs go to <dir>/<study>_t<trial>/seed_<k> (default: %(default)s, cwd-relative)")
+    p.add_argument("--experiment-dir", type=Path, default=CONF / "experiment",
+                   help="where a confirmed finalist's <name>.yaml goes (default: conf/experiment)")
+    p.add_argument("--results", help="results file to regenerate, or 'none' (default: <confirm-dir>/RESULTS.md)")
+    p.add_argument("--notes", type=Path, help="with the results: a markdown file included as written")
+    p.add_argument("overrides", nargs="*", help="key=value overrides for every run; they win over the trial's")
+    args = p.parse_intermixed_args(argv)
+    args.top = _whole(args.top, "--top")
+    if args.top < 1:
+        raise ConfigError(f"--top={args.top}: must be >= 1")
+    if args.trials is not None:
+        try:
+            args.trials = list(dict.fromkeys(int(n) for n in args.trials.split(",")))
+        except ValueError:
+            raise ConfigError(f"--trials={args.trials!r}: must be comma-separated trial numbers, e.g. 12,7") from None
+    try:
+        args.seeds = list(dict.fromkeys(int(s) for s in args.seeds.split(",")))
+    except ValueError:
+        raise ConfigError(f"--seeds={args.seeds!r}: must be comma-separated whole numbers, e.g. 1,2,3") from None
+    if min(args.seeds) < 0:
+        raise ConfigError(f"--seeds={','.join(map(str, args.seeds))}: seeds must be >= 0")
+    if args.notes and not args.notes.is_file():
+        raise ConfigError(f"--notes={args.notes}: no such file")
+    return args
+
+
+def _whole(text: str, key: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise ConfigError(f"{key}={text!r}: must be a whole number >= 1") from None
+
+
+# ---------------------------------------------------------------- overrides
+
+def parse_overrides(overrides: Sequence[str]) -> list[Any]:
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    return OverridesParser.create().parse_overrides(list(overrides))
+
+
+def searched_only(key: str) -> bool:
+    """A key only the search used: split, subsets, per-machine settings (save_experiment's list), trial records."""
+    return key in RUNTIME_KEYS or key == "sweep" or key.startswith("trial")
+
+
+def check_extras(extras: Sequence[str]) -> set[str]:
+    """The keys of the command line's overrides (parsed, so a malformed one fails here); refuses those set here."""
+    keys = set()
+    for o in parse_overrides(extras):
+        key = o.key_or_group
+        if key in SET_HERE:
+            raise ConfigError(f"{o.input_line}: {key} is set by confirm.py ({SET_HERE[key]}); leave it out")
+        keys.add(key)
+    return keys
+
+
+def training_overrides(row: Row, extras: Sequence[str], extra_keys: set[str]) -> list[str]:
+    """What every seed of `row` runs with: the trial's overrides without what only the search used or what the
+    command line sets again, then sweep=none, then the command line's."""
+    kept = [o.input_line for o in parse_overrides(row.overrides)
+            if not searched_only(o.key_or_group) and o.key_or_group not in extra_keys]
+    return [*kept, *([] if "sweep" in extra_keys else ["sweep=none"]), *extras]
+
+
+def hydra_value(text: str) -> str:
+    """A path as a Hydra override value: quoted when it holds anything but plain path characters."""
+    if re.fullmatch(r"[\w./-]+", text):
+        return text
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def compared(overrides: Sequence[str]) -> list[str]:
+    """Overrides as a finished run is matched against: per-machine keys aside, order aside."""
+    return sorted(o.input_line for o in parse_overrides(overrides) if o.key_or_group not in MACHINE_KEYS)
+
+
+# ---------------------------------------------------------------- finalists and their runs
+
+@dataclass
+class Finalist:
+    row: Row
+    name: str  # <study>_t<number>: model.name, run directory, experiment name
+    overrides: list[str]  # without model.name and seed
+
+    def run_dir(self, confirm_dir: Path, seed: int) -> Path:
+        return confirm_dir / self.name / f"seed_{seed}"
+
+    def command(self, confirm_dir: Path, seed: int) -> list[str]:
+        return [sys.executable, str(RUN), *self.overrides, f"model.name={self.name}", f"seed={seed}",
+                f"hydra.run.dir={hydra_value(str(self.run_dir(confirm_dir, seed)))}"]
+
+
+def finalists(review: Review, top: int, extras: Sequence[str], extra_keys: set[str],
+              numbers: Optional[Sequence[int]] = None) -> list[Finalist]:
+    """The top complete trials by objective, or the trials `numbers`; each must be complete and savable as an
+    experiment (checked before training)."""
+    complete = [r for r in review.rows if r.state == "complete" and r.objective]
+    if not complete:
+        counts = ", ".join(f"{n} {s}" for s, n in review.summary.counts.items() if n) or "no trials"
+        raise ConfigError(f"--study={review.study!r} in {review.storage}: no complete trial ({counts}); "
+                          "nothing to confirm")
+    if numbers is not None:
+        by_number = {r.number: r for r in review.rows}
+        for n in numbers:
+            if n not in by_number or by_number[n].state != "complete":
+                why = "no such trial" if n not in by_number else by_number[n].label
+                raise ConfigError(f"--trials: #{n} of study {review.study!r}: {why}; only complete trials can be "
+                                  "confirmed")
+        complete = [by_number[n] for n in numbers]
+    stem = re.sub(r"[^A-Za-z0-9_-]", "_", review.study)
+    chosen = []
+    for row in complete[:top] if numbers is None else complete:
+        name = f"{stem}_t{row.number}"
+        experiment_yaml(row, name, review)  # no overrides record, or an +experiment= trial: fails now, not later
+        chosen.append(Finalist(row, name, training_overrides(row, extras, extra_keys)))
+    return chosen
+
+
+def finished(metrics_path: Path) -> Optional[dict[str, Any]]:
+    """The run's metrics when it is complete with all its epochs, else None (missing, partial, failed)."""
+    if not metrics_path.is_file():
+        return None
+    try:
+        m = read_metrics(metrics_path)
+    except ConfigError:
+        return None
+    return m if m["status"] == "complete" and len(m["epochs"]) == m["config"]["train"]["epochs"] else None
+
+
+def recorded_overrides(run_dir: Path) -> Optional[list[str]]:
+    from omegaconf import OmegaConf
+
+    path = run_dir / ".hydra" / "overrides.yaml"
+    return [str(o) for o in OmegaConf.load(path)] if path.is_file() else None
+
+
+def check_finished_runs(chosen: Sequence[Finalist], seeds: Sequence[int], confirm_dir: Path) -> None:
+    """Refuse, before training anything, to reuse or overwrite a complete run of other overrides."""
+    for f in chosen:
+        for seed in seeds:
+            run_dir = f.run_dir(confirm_dir, seed)
+            if finished(run_dir / "metrics.json") is None:
+                continue
+            before = recorded_overrides(run_dir)
+            now = [*f.overrides, f"model.name={f.name}", f"seed={seed}"]
+            if before is not None and compared(before) != compared(now):
+                old, new = set(compared(before)), set(compared(now))
+                diff = " ".join([*(f"-{o}" for o in sorted(old - new)), *(f"+{o}" for o in sorted(new - old))])
+                raise ConfigError(f"--confirm-dir={confirm_dir}: {run_dir} holds a complete run of other overrides "
+                                  f"({diff}); use another --confirm-dir or remove that run")
+
+
+def last_text(m: dict[str, Any]) -> str:
+    last = [e["test_acc"] for e in m["epochs"]][-LAST:]
+    return f"last {len(last)} test {' / '.join(fmt_pct(a) for a in last)}, min {fmt_pct(min(last, default=None))}"
+
+
+def run_seed(f: Finalist, seed: int, confirm_dir: Path) -> None:
+    """Train one seed unless it is finished; one line before and one after."""
+    run_dir = f.run_dir(confirm_dir, seed)
+    metrics_path = run_dir / "metrics.json"
+    done = finished(metrics_path)
+    if done is not None:
+        print(f"  {f.name} seed {seed}: done already ({len(done['epochs'])} epochs, {last_text(done)}); "
+              "not run again", flush=True)
+        return
+    again = "re-training (the run there is incomplete)" if metrics_path.exists() else "training"
+    metrics_path.unlink(missing_ok=True)  # so that a run that dies before writing one cannot pass for finished
+    print(f"  {f.name} seed {seed}: {again} in {run_dir} (log: {run_dir / 'run.log'})", flush=True)
+    started = time.monotonic()
+    done_run = subprocess.run(f.command(confirm_dir, seed), capture_output=True, text=True)
+    took = fmt_duration(time.monotonic() - started)
+    if done_run.returncode == 130:
+        raise KeyboardInterrupt
+    if not metrics_path.is_file():
+        tail = (done_run.stderr.strip() or done_run.stdout.strip() or "no output").splitlines()[-1]
+        tail = tail.removeprefix("error: ")
+        raise ConfigError(f"{f.name} seed {seed}: python sweep/run.py exited {done_run.returncode} without a "
+                          f"metrics.json: {tail}")
+    m = read_metrics(metrics_path)
+    reason = f" ({m['reason']})" if m.get("reason") else ""
+    print(f"  {f.name} seed {seed}: {m['status']}{reason}, {len(m['epochs'])} epochs, {last_text(m)}, {took}",
+          flush=True)
+
+
+# ---------------------------------------------------------------- verdicts
+
+def judge(f: Finalist, seeds: Sequence[int], confirm_dir: Path) -> Experiment:
+    """sweep/results.py's Experiment over this finalist's runs of the seeds asked for."""
+    runs = [read_run(f.run_dir(confirm_dir, s) / "metrics.json") for s in seeds]
+    return Experiment(f.name, sorted(runs, key=lambda r: r.seed))
+
+
+def why_not(e: Experiment) -> str:
+    """Experiment.rule_misses, then its accuracy misses folded to one clause per seed."""
+    misses = e.rule_misses()
+    for r in e.runs:
+        own = [m for m in e.accuracy_misses() if m.startswith(f"seed {r.seed} ")]
+        low = [a for a in r.last if a < r.target]
+        if r.status == "complete" and len(r.test) >= LAST and own:  # each own miss is one low epoch
+            misses.append(f"seed {r.seed}: {len(low)} of its last {LAST} epochs under {r.target:.2%} "
+                          f"(min {fmt_pct(min(low))})")
+        else:
+            misses += own
+    return "; ".join(misses)
+
+
+def verdict_table(chosen: Sequence[Finalist], experiments: Sequence[Experiment], review: Review) -> str:
+    rows = [[f.name, f"#{f.row.number}", fmt_int(e.first.params), objective_text(f.row, review),
+             ", ".join(f"{r.seed}: {fmt_pct(min(r.last, default=None))}" for r in e.runs),
+             "PASS" if e.confirmed else "FAIL"]
+            for f, e in zip(chosen, experiments)]
+    return text_table(["finalist", "trial", "params", f"val objective ({', '.join(review.objective_names)})",
+                       f"min of last {LAST} test, per seed", "verdict"], rows)
+
+
+def save_confirmed(f: Finalist, e: Experiment, review: Review, confirm_dir: Path, directory: Path,
+                   argv_text: str) -> Optional[Path]:
+    """<directory>/<name>.yaml for a finalist that passed; an older one of ours is replaced, anyone else's kept."""
+    path = directory / f"{f.name}.yaml"
+    if path.exists():
+        if CONFIRMED_MARK not in "".join(path.read_text().splitlines(keepends=True)[:2]):
+            print(f"{path} exists and was not written by confirm.py; left as is", flush=True)
+            return None
+        path.unlink()
+    seeds = ", ".join(str(r.seed) for r in e.runs)
+    note = (f"{CONFIRMED_MARK}: seeds {seeds} each >= {e.first.target:.2%} test in each of the last {LAST} "
+            f"epochs (min {fmt_pct(e.min)}); runs in {confirm_dir / f.name}")
+    # The overrides the seeds trained with (the command line's included), so the file says what was confirmed.
+    row = dataclasses.replace(f.row, overrides=list(f.overrides))
+    return save_experiment(row, f.name, review, directory, note=note, written_by=argv_text)
+
+
+def write_results(args: argparse.Namespace) -> None:
+    """sweep/results.py on the whole confirm dir, into --results (see the module docstring)."""
+    from archsearch.report import results
+
+    if args.results == "none":
+        return
+    out = Path(args.results) if args.results else args.confirm_dir / "RESULTS.md"
+    default_out = results.parse_args([]).out
+    plot = results.parse_args([]).plot if out.resolve() == Path(default_out).resolve() else out.with_name(
+        "acc_vs_params.png")
+    argv = ["--confirm-dir", str(args.confirm_dir), "--out", str(out), "--plot", str(plot),
+            "--storage", args.storage, "--study", args.study]
+    results.main([*argv, *(["--notes", str(args.notes)] if args.notes else [])])
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    args = parse_args(argv)
+    extra_keys = check_extras(args.overrides)
+    storage = open_readonly(args.storage)
+    review = review_study(load_study(storage, args.study, args.storage), args.storage, None)
+    chosen = finalists(review, args.top, args.overrides, extra_keys, args.trials)
+    check_finished_runs(chosen, args.seeds, args.confirm_dir)
+    n_complete = sum(r.state == "complete" for r in review.rows)
+    which = ("chosen by number" if args.trials is not None else
+             f"the top of {n_complete} complete trial(s) by {', '.join(review.objective_names)} "
+             f"({', '.join(review.directions)})")
+    print(f"study {args.study!r} ({args.storage}): {len(chosen)} finalist(s), {which}; "
+          f"seeds {', '.join(map(str, args.seeds))}; runs in {args.confirm_dir}", flush=True)
+    for i, f in enumerate(chosen, 1):
+        print(f"finalist {i}/{len(chosen)} {f.name}: trial #{f.row.number}, objective "
+              f"{objective_text(f.row, review)}, {fmt_int(f.row.params)} params", flush=True)
+        for seed in args.seeds:
+            run_seed(f, seed, args.confirm_dir)
+    experiments = [judge(f, args.seeds, args.confirm_dir) for f in chosen]
+    print()
+    print(verdict_table(chosen, experiments, review))
+    written_by = " ".join(["python sweep/confirm.py", *map(shlex.quote, sys.argv[1:] if argv is None else argv)])
+    for f, e in zip(chosen, experiments):
+        if not e.confirmed:
+            print(f"{f.name}: FAIL: {why_not(e)}")
+            continue
+        path = save_confirmed(f, e, review, args.confirm_dir, args.experiment_dir, written_by)
+        if path is not None:
+            print(f"{f.name}: PASS; wrote {path}: python sweep/run.py -m +experiment={f.name} "
+                  f"seed={','.join(map(str, args.seeds))}")
+    print(flush=True)
+    write_results(args)
+    for f, e in zip(chosen, experiments):
+        print("\n".join(verdict_lines(f, e, args.confirm_dir)), flush=True)
+
+
+def verdict_lines(f: Finalist, e: Experiment, confirm_dir: Path) -> list[str]:
+    """The answer for one finalist: the verdict with the worst seed, its checkpoints, the command that re-measures."""
+    worst = min((r for r in e.runs if r.last), key=lambda r: min(r.last), default=None)
+    if worst is None:
+        low = "no seed finished its last epochs"
+    else:
+        low = (f"worst seed {worst.seed}: min {fmt_pct(min(worst.last))} over its last {LAST} epochs "
+               f"({(min(worst.last) - worst.target) * 100:+.2f} points against {worst.target:.1%})")
+    distilled = f", {e.recipe()}" if e.teacher else ""
+    lines = [f"{'CONFIRMED' if e.confirmed else 'NOT CONFIRMED'}: {f.name}, {fmt_int(e.first.params)} params"
+             f"{distilled}, {len(e.runs)} seeds; {low}"]
+    weights = [r.path / "model.pt" for r in e.runs if (r.path / "model.pt").is_file()]
+    if weights:
+        lines += [f"checkpoints: {confirm_dir / f.name}/seed_*/model.pt",
+                  f"re-measure them: python sweep/evaluate.py {' '.join(str(p) for p in weights)}"]
+    return lines

@@ -1,0 +1,433 @@
+"""RESULTS.md from the seed confirmations (`python sweep/results.py`), never typed by hand.
+
+Scans outputs/confirm/<model.name>/seed_<k>/metrics.json, written by
+`python sweep/run.py -m +experiment=NAME seed=1,2,3`, and says for each experiment and for the
+documented baseline whether it is CONFIRMED: for every seed, test accuracy >= constraints.target_acc
+in each of the last 3 epochs; no fully connected layer; under constraints.max_params; within
+constraints.max_epochs. With --study, adds what each search did: trials by state, epochs and time, where it
+ran, its best trial and whether that trial was a find of the search or a hand-queued starting point, and a plot
+of the best objective against the epochs trained. Reads runs and storages; never trains, never writes a study.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+from archsearch.core.defaults import ROOT, sweep_defaults
+from archsearch.core.errors import StorageError
+from archsearch.core.machine import cpu_name
+from archsearch.report.plots import BASELINE_STYLE, accuracy_axis, params_axis, pyplot, reference_lines, save_figure
+from archsearch.report.acceptance import BASELINE, LAST, MIN_SEEDS, Experiment, find_experiments
+from archsearch.report.pruning_evidence import EpochEvidence, pruning_evidence
+from archsearch.report.ranking import Review, review_study
+from archsearch.report.rows import STATES, Row, as_number, trial_state
+from archsearch.search.storage import load_study, open_readonly
+from archsearch.report.tables import cell, fmt_duration, fmt_int, fmt_macs, fmt_pct, md_table, objective_text
+
+# The project's targets, (name, fewer params than, at most epochs): the assignment's, then smaller ones.
+TARGETS = (("required", 20_000, 20), ("goal", 6_000, 15), ("stretch", 4_000, 15))
+
+
+# ---------------------------------------------------------------- the report
+
+def machine() -> str:
+    """CPU model and core count of this machine, for the line that says where wall times were measured."""
+    return f"{cpu_name() or platform.machine()}, {os.cpu_count()} cores, {platform.system()}"
+
+
+def summary_table(experiments: Sequence[Experiment]) -> str:
+    headers = ["experiment", "params", "MACs", "FC-free", "epochs", "seeds", f"mean last-{LAST} test",
+               f"min last-{LAST} test", f"first epoch >={experiments[0].first.target:.1%} (per seed)",
+               "wall time per run", "recipe", "verdict"]
+    rows = []
+    for e in experiments:
+        r = e.first
+        walls = [x.wall_s for x in e.runs if x.wall_s is not None]
+        rows.append([e.label, fmt_int(r.params), fmt_macs(r.macs), "no" if r.fc_layers else "yes",
+                     "/".join(sorted({str(len(x.test)) for x in e.runs})), ", ".join(str(x.seed) for x in e.runs),
+                     fmt_pct(e.mean), fmt_pct(e.min), " / ".join(str(x.first_at_target or "-") for x in e.runs),
+                     fmt_duration(statistics.mean(walls)) if walls else "-", e.recipe(),
+                     "CONFIRMED" if e.confirmed else "not confirmed"])
+    return md_table(headers, rows)
+
+
+def targets_table(experiments: Sequence[Experiment]) -> str:
+    """Each target, the confirmed configurations that meet it, and the unconfirmed ones that tried."""
+    rows = []
+    for name, max_params, max_epochs in TARGETS:
+        within = [e for e in experiments if not e.first.fc_layers and e.first.params < max_params
+                  and max(len(r.test) for r in e.runs) <= max_epochs]
+        met = ", ".join(f"{e.name} ({e.first.params:,} params{', distilled' if e.teacher else ''})"
+                        for e in within if e.confirmed) or "**not met**"
+        strict = ", ".join(f"{e.name} ({e.first.params:,} params)" for e in within if e.confirmed and not e.teacher)
+        tried = ", ".join(f"{e.name} (min {fmt_pct(e.min)}, {len(e.runs)} seed(s))" for e in within
+                          if not e.confirmed) or "-"
+        rows.append([name, f"< {max_params:,}", f"<= {max_epochs}", met, strict or "**not met**", tried])
+    return md_table(["target", "params", "epochs", "met by (confirmed)", "met without a teacher",
+                     "tried, not confirmed"], rows)
+
+
+def experiment_section(e: Experiment) -> list[str]:
+    headers = ["seed", f"test acc, last {LAST} epochs", "mean", "min", f"first epoch >={e.first.target:.1%}",
+               "epochs", "wall time", "status", "run directory"]
+    rows = [[str(r.seed), " / ".join(fmt_pct(a) for a in r.last) or "-",
+             fmt_pct(statistics.mean(r.last)) if r.last else "-", fmt_pct(min(r.last, default=None)),
+             str(r.first_at_target or "-"), str(len(r.test)), fmt_duration(r.wall_s), r.status, f"`{r.path}`"]
+            for r in e.runs]
+    weights = [r.path / "model.pt" for r in e.runs if (r.path / "model.pt").is_file()]
+    evaluate = ["Each seed's final weights; re-measure them from the checkpoints alone with:", "", "```bash",
+                f"python sweep/evaluate.py {' '.join(p.as_posix() for p in weights)}", "```", ""] if weights else []
+    recipe = ([f"Recipe: {e.recipe()}. The teacher's forward passes ran in the training loop, so they are in the "
+               "wall times; the checkpoints hold the student alone.", ""] if e.teacher else [])
+    return [f"### {e.label}", "", e.verdict(), "", *recipe, md_table(headers, rows), "", *evaluate, "Reproduce:", "",
+            "```bash", *e.commands(), "```", ""]
+
+
+# ---------------------------------------------------------------- the searches
+
+HAND_QUEUED = "fixed_params"  # the system attr Optuna's study.enqueue_trial leaves on the trial it queues
+
+
+def run_metrics(t: Any) -> Optional[dict[str, Any]]:
+    """The trial's metrics.json (its `run_dir` record), or None where it is not on this machine or not readable.
+    A run_dir from another checkout is also looked for under this one's outputs/ (cwd-relative)."""
+    run_dir = t.user_attrs.get("run_dir")
+    if not run_dir:
+        return None
+    parts = Path(run_dir).parts
+    candidates = [Path(run_dir)] + ([Path(*parts[parts.index("outputs"):])] if "outputs" in parts else [])
+    for path in (c / "metrics.json" for c in candidates):
+        try:
+            metrics = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        return metrics if isinstance(metrics, dict) else None
+    return None
+
+
+@dataclass
+class Search:
+    """What one study's search did, read from its storage and its runs' metrics.json."""
+    review: Review
+    trials: list[Any]  # FrozenTrials, by number
+    machines: Counter = field(default_factory=Counter)  # "cpu, N cores" per trial whose metrics.json says so
+    torch_threads: Counter = field(default_factory=Counter)  # metrics.json machine.torch_threads per trial
+    threads_setting: Counter = field(default_factory=Counter)  # the train.threads record per trial
+    evidence: list[EpochEvidence] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.review.study
+
+    @property
+    def storage(self) -> str:
+        return self.review.storage
+
+    @property
+    def hand_queued(self) -> list[int]:
+        """Numbers of the trials queued with study.enqueue_trial, as the trials themselves record it."""
+        return [t.number for t in self.trials if HAND_QUEUED in t.system_attrs]
+
+    @property
+    def winner(self) -> Optional[Row]:
+        return self.review.winner
+
+    def found_by(self) -> str:
+        w = self.winner
+        if w is None:
+            return "-"
+        return "hand-queued starting point" if w.number in self.hand_queued else "found by the search"
+
+
+def read_search(storage: Any, url: str, name: str) -> Search:
+    study = load_study(storage, name, url)
+    trials = sorted(study.get_trials(deepcopy=False), key=lambda t: t.number)
+    search = Search(review_study(study, url, None), trials, evidence=pruning_evidence(trials))
+    for t in trials:
+        machine_record = (run_metrics(t) or {}).get("machine")
+        if isinstance(machine_record, dict):
+            if machine_record.get("cpu") or machine_record.get("cores"):
+                search.machines[f"{machine_record.get('cpu') or 'unknown CPU'}, "
+                                f"{machine_record.get('cores', '?')} cores"] += 1
+            if machine_record.get("torch_threads") is not None:
+                search.torch_threads[machine_record["torch_threads"]] += 1
+        if t.user_attrs.get("train.threads") is not None:
+            search.threads_setting[t.user_attrs["train.threads"]] += 1
+    return search
+
+
+def load_searches(storages: Sequence[str], studies: Sequence[str]) -> list[Search]:
+    """Each study from the first of `storages` that holds it (read-only); a study in none is an error."""
+    import optuna
+
+    opened = {url: open_readonly(url) for url in dict.fromkeys(storages)}
+    names = {url: optuna.get_all_study_names(store) for url, store in opened.items()}
+    searches = []
+    for study in dict.fromkeys(studies):
+        url = next((u for u in opened if study in names[u]), None)
+        if url is None:
+            where = "; ".join(f"{u} has {', '.join(n) or 'none'}" for u, n in names.items())
+            raise StorageError(f"--study={study!r}: no such study in any --storage ({where})")
+        searches.append(read_search(opened[url], url, study))
+    return searches
+
+
+def _counted(counts: Counter, n: int, fmt: str = "{}") -> str:
+    return ", ".join(f"{fmt.format(k)} ({v} of {n} trials)" for k, v in counts.most_common())
+
+
+def machine_cell(s: Search) -> str:
+    return _counted(s.machines, len(s.trials)) or f"not recorded (none of the {len(s.trials)} runs' metrics.json here)"
+
+
+def threads_cell(s: Search) -> str:
+    parts = [_counted(s.torch_threads, len(s.trials), "torch_threads={}"),
+             _counted(s.threads_setting, len(s.trials), "train.threads={}")]
+    return "; ".join(p for p in parts if p) or "not recorded"
+
+
+def data_text(s: Search, short: bool = False) -> str:
+    """The images the trials trained and validated on, from their records: objectives on other data differ."""
+    subsets = {t.user_attrs.get("data.train_subset") for t in s.trials} - {None, "None", "null", "0"}
+    vals = {t.user_attrs.get("data.val_size") for t in s.trials} - {None}
+    if len(subsets) > 1 or len(vals) != 1:
+        return "-" if not vals and not subsets else "varies"
+    subset, val = (int(subsets.pop()) if subsets else None), int(vals.pop())
+    if short:
+        return f"val {val / 1000:g}k of " + (f"a {subset / 1000:g}k subset" if subset else "60k")
+    return (f"a {subset:,}-image subset" if subset else "all 60,000") + f", {val:,} of them for validation"
+
+
+def pruning_text(s: Search) -> str:
+    """Where the pruner stopped trials, and how well the objective there ranked the complete trials by their final
+    one (archsearch/report/pruning_evidence.py's evidence, at the epoch where it pruned most)."""
+    pruned = [t for t in s.trials if trial_state(t) == "pruned"]
+    if not pruned:
+        return "no trial pruned"
+    at = Counter(as_number(t.user_attrs.get("pruned_at_epoch"), int) for t in pruned)
+    at.pop(None, None)
+    if not at:
+        return f"{len(pruned)} pruned (no pruned_at_epoch record)"
+    busiest = min(at, key=lambda e: (-at[e], e))
+    span = f"epoch {min(at)}" if len(at) == 1 else f"epochs {min(at)}-{max(at)}"
+    evidence = next((e for e in s.evidence if e.epoch == busiest), None)
+    rho = ("too few complete trials that reported it for a rank correlation" if evidence is None or evidence.rho is None
+           else f"Spearman rho {evidence.rho:+.2f} between the objective then and the final one, over the "
+                f"{evidence.trials} complete trials")
+    return f"{len(pruned)} pruned, at {span}; most at epoch {busiest} ({at[busiest]}): {rho}"
+
+
+def hparams_text(r: Row) -> str:
+    return ", ".join(f"{k}={cell(v)}" for k, v in r.hparams.items())
+
+
+def sweep_cost(searches: Sequence[Search]) -> list[str]:
+    """Trials per state, epochs trained against the full budget, and time, per study."""
+    summaries = {s.name: s.review.summary for s in searches}
+    walls = {s.name: [t.user_attrs["wall_time_s"] for t in s.trials
+                      if isinstance(t.user_attrs.get("wall_time_s"), (int, float))] for s in searches}
+    # Only the Optuna 5 sweeper skips duplicates: no column of zeros for the studies from before it.
+    states = [k for k in STATES if k != "duplicate"]
+    skipped = any(s.counts["duplicate"] for s in summaries.values())
+    headers = ["study", "trials", *states, *(["duplicate asks (skipped)"] if skipped else []), "epochs trained", "of n x max", "saved", "sum of trials' wall_time_s",
+               "sum of trial times", "first start to last finish"]
+    rows = [[name, str(s.n_trials), *(str(s.counts[k]) for k in states),
+             *([str(s.counts["duplicate"])] if skipped else []), str(s.epochs_trained),
+             str(s.epochs_budget), f"{s.saving:.1%}", fmt_duration(sum(walls[name])) if walls[name] else "-",
+             fmt_duration(s.trial_time_s), fmt_duration(s.span_s)]
+            for name, s in summaries.items()]
+    by_storage: dict[str, list[str]] = {}
+    for s in searches:
+        by_storage.setdefault(s.storage, []).append(s.name)
+    sources = "; ".join(f"{', '.join(names)} from `{url}`" for url, names in by_storage.items())
+    return ["## Sweep cost", "", f"{sources}. Pruned trials stop early and rejected ones never train: \"saved\" is "
+            "the share of n x max (every trial trained to its train.epochs) that pruning and rejection left "
+            "untrained; a duplicate ask, which repeated a configuration another trial holds, is not a trial here. A trial's `wall_time_s` is the time its job measured (trials that recorded "
+            "one); trial times run from a trial's start to its finish in the storage, startup included.", "",
+            md_table(headers, rows), ""]
+
+
+def searches_section(searches: Sequence[Search], plot_path: Optional[Path], out: Path) -> list[str]:
+    """Where each search ran, its best trial and whether the search found it, and the progress plot."""
+    headers = ["study", "training images", "machine (runs' metrics.json)", "torch threads", "best trial",
+               "objective", "params", "found by", "hand-queued trials"]
+    rows = []
+    for s in searches:
+        w = s.winner
+        rows.append([s.name, data_text(s), machine_cell(s), threads_cell(s), f"#{w.number}" if w else "none complete",
+                     objective_text(w, s.review) if w else "-", fmt_int(w.params) if w else "-", s.found_by(),
+                     ", ".join(f"#{n}" for n in s.hand_queued) or "none"])
+    lines = ["## What the searches found", "",
+             "The best trial is the best complete one by the validation objective. A hand-queued trial is one "
+             "queued with Optuna's `study.enqueue_trial` (it carries `fixed_params` in its system attrs); every "
+             "other trial was sampled by the search. Objectives are comparable only between studies on the same "
+             "images.",
+             "", md_table(headers, rows), ""]
+    if plot_path is not None:
+        lines += [f"![best objective vs epochs trained]({Path(os.path.relpath(plot_path, out.parent)).as_posix()})",
+                  ""]
+    for s in searches:
+        w, running = s.winner, s.review.summary.counts["running"]
+        best = (f"best trial #{w.number} ({s.found_by()}): {hparams_text(w)}." if w else "no complete trial yet.")
+        live = (f" {running} trial(s) were running when this file was generated: its numbers are a snapshot of a "
+                "live search (a running trial's epochs so far count as trained, the rest of its train.epochs as "
+                "saved)." if running else "")
+        lines.append(f"- **{s.name}**: {best} Pruning: {pruning_text(s)}.{live}")
+    return [*lines, ""]
+
+
+def best_so_far(s: Search) -> tuple[list[int], list[float], list[tuple[int, float, int]]]:
+    """Cumulative epochs trained after each trial (by number) from the first complete one on, the best complete
+    objective then, and each trial that raised it as (epochs, objective, number)."""
+    sign = 1 if s.review.directions[0] == "maximize" else -1
+    rows = {r.number: r for r in s.review.rows}
+    xs, ys, records, epochs, best = [], [], [], 0, None
+    for t in s.trials:
+        r = rows.get(t.number)
+        if r is None:  # a duplicate ask: never trained
+            continue
+        epochs += r.epochs_trained
+        if r.state == "complete" and r.objective and (best is None or sign * r.objective[0] > sign * best):
+            best = r.objective[0]
+            records.append((epochs, best, r.number))
+        if best is not None:
+            xs.append(epochs)
+            ys.append(best)
+    return xs, ys, records
+
+
+def plot_progress(searches: Sequence[Search], path: Path) -> None:
+    """One line per study: the best objective so far (complete trials) against the epochs the search had
+    trained, all trials in number order; a marker where a trial raised it, hollow for a hand-queued one."""
+    fig, ax = pyplot().subplots(figsize=(8, 4.5))
+    curves = {s.name: best_so_far(s) for s in searches}
+    target = searches[0].review.target
+    accuracy = all(s.review.objective_names[0] == "val_acc" for s in searches)
+    if accuracy:
+        accuracy_axis(ax, [y for _, ys, _ in curves.values() for y in ys], target, "best validation objective so far")
+    else:  # a study with another first objective: no percent axis, no target line
+        ax.set_ylabel("best first objective so far")
+    for i, s in enumerate(searches):
+        xs, ys, records = curves[s.name]
+        color = f"C{i}"
+        if not xs:
+            ax.plot([], [], color=color, label=f"{s.name}: no complete trial yet")
+            continue
+        label = f"{s.name}: < {s.review.budget / 1000:g}k params, {data_text(s, short=True)}"
+        ax.step(xs, ys, where="post", color=color, label=label)
+        queued = set(s.hand_queued)
+        for x, y, number in records:
+            ax.plot([x], [y], "o", color=color, mfc="white" if number in queued else color, ms=7, zorder=5)
+            ax.annotate(f"#{number}", (x, y), textcoords="offset points", xytext=(4, -12), fontsize="small",
+                        color=color)
+    ax.plot([], [], "o", color="grey", label="a trial that raised the best: found by the search")
+    ax.plot([], [], "o", color="grey", mfc="white", label="a trial that raised the best: hand-queued")
+    if accuracy:
+        reference_lines(ax, target)
+    ax.set_xlim(left=0)
+    ax.set_xlabel("epochs trained by the search (all trials, in trial order)")
+    ax.set_title("Best objective against the epochs each search trained")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_figure(fig, ax, path)
+
+
+def plot(experiments: Sequence[Experiment], path: Path) -> None:
+    """Mean last-3 test accuracy vs params; bars from the lowest to the highest of the seeds' last 3 epochs,
+    so a bar that crosses the target line is an experiment that misses the rule."""
+    fig, ax = pyplot().subplots(figsize=(8, 5))
+    shown = [e for e in experiments if e.seed_means and e.first.params]
+    target = experiments[0].first.target
+    accuracy_axis(ax, [a for e in shown for r in e.runs for a in r.last], target,  # the whole bars
+                     f"test accuracy, mean of the last {LAST} epochs")
+    for e in shown:
+        yerr = [[e.mean - e.min], [max(a for r in e.runs for a in r.last) - e.mean]]
+        if e.name == BASELINE:
+            style, label = BASELINE_STYLE, f"{e.label}: FC head"
+        else:
+            style = {"marker": "o", "ms": 7, "ls": "none", "color": "tab:green" if e.confirmed else "tab:red"}
+            label = f"{e.name}: {'confirmed' if e.confirmed else 'not confirmed'}"
+        ax.errorbar([e.first.params], [e.mean], yerr=yerr, capsize=4, label=label, **style)
+        ax.annotate(e.name, (e.first.params, e.mean), textcoords="offset points", xytext=(8, 4), fontsize="small")
+    budgets = [e.first.max_params for e in shown]
+    reference_lines(ax, target, budgets)
+    ax.set_xlim(0, max(budgets + [e.first.params for e in shown]) * 1.1)
+    params_axis(ax)
+    ax.set_title(f"Seed confirmations: mean, and min to max over the seeds' last {LAST} epochs")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_figure(fig, ax, path)
+
+
+def render(experiments: Sequence[Experiment], confirm_dir: Path, plot_path: Path, out: Path,
+           cost: Sequence[str] = (), notes: str = "") -> str:
+    n_runs = sum(len(e.runs) for e in experiments)
+    confirmed = [e.label for e in experiments if e.confirmed]
+    lines = [
+        "# Results", "",
+        f"Generated by `python sweep/results.py` on {datetime.now():%Y-%m-%d %H:%M} from {n_runs} run(s) under "
+        f"`{confirm_dir}`; do not edit by hand. Wall times are the runs' own `wall_time_s`, measured where they "
+        f"ran (this machine: {machine()}).", "",
+        f"A configuration is CONFIRMED when, for every seed (at least {MIN_SEEDS}), its test accuracy is at least "
+        f"constraints.target_acc in each of the last {LAST} epochs, and it has no fully connected layer, fewer "
+        "params than constraints.max_params and at most constraints.max_epochs epochs.", "",
+        f"Confirmed: {', '.join(confirmed) if confirmed else 'none yet'}.", "",
+        summary_table(experiments), "",
+        "Targets (FC-free, confirmed as above):", "",
+        targets_table(experiments), "",
+        f"![test accuracy vs params]({Path(os.path.relpath(plot_path, out.parent)).as_posix()})", "",
+        "## Experiments", "",
+    ]
+    for e in experiments:
+        lines += experiment_section(e)
+    if notes:
+        lines += ["## Notes on these runs", "", notes.strip(), ""]
+    return "\n".join([*lines, *cost]).rstrip() + "\n"
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description="Write RESULTS.md from the seed confirmations in outputs/confirm/.")
+    p.add_argument("--confirm-dir", type=Path, default=Path("outputs/confirm"),
+                   help="where <model.name>/seed_<k>/metrics.json are (default: %(default)s, cwd-relative)")
+    p.add_argument("--out", type=Path, default=ROOT / "RESULTS.md", help="default: RESULTS.md at the project root")
+    p.add_argument("--plot", type=Path, default=ROOT / "results" / "acc_vs_params.png",
+                   help="default: results/acc_vs_params.png at the project root")
+    p.add_argument("--storage", action="append", default=[],
+                   help="with --study: a storage the studies are read from, read-only; repeatable: each study is "
+                        "read from the first that holds it (default: the sweep's, cwd-relative)")
+    p.add_argument("--study", action="append", default=[],
+                   help="a study for the 'Sweep cost' and 'What the searches found' sections; repeatable")
+    p.add_argument("--progress-plot", type=Path,
+                   help="with --study: the best objective vs epochs trained (default: best_vs_epochs.png next to "
+                        "--plot)")
+    p.add_argument("--notes", type=Path, help="a markdown file on how the runs were made, included as written")
+    args = p.parse_args(argv)
+    if (args.storage or args.progress_plot) and not args.study:
+        p.error(f"{'--storage' if args.storage else '--progress-plot'} needs at least one --study")
+    return args
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    args = parse_args(argv)
+    experiments = find_experiments(args.confirm_dir)
+    cost, written = [], [args.plot]
+    if args.study:
+        searches = load_searches(args.storage or [sweep_defaults().storage], args.study)
+        progress = args.progress_plot or args.plot.parent / "best_vs_epochs.png"
+        plot_progress(searches, progress)
+        cost = sweep_cost(searches) + searches_section(searches, progress, args.out)
+        written.append(progress)
+    plot(experiments, args.plot)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    notes = args.notes.read_text() if args.notes else ""
+    args.out.write_text(render(experiments, args.confirm_dir, args.plot, args.out, cost, notes))
+    for e in experiments:
+        print(f"{e.label}: {'CONFIRMED' if e.confirmed else 'not confirmed'} (mean {fmt_pct(e.mean)}, "
+              f"min {fmt_pct(e.min)} over the last {LAST} epochs of seeds {', '.join(str(r.seed) for r in e.runs)})")
+    print(f"wrote {args.out} and {' and '.join(map(str, written))}")
