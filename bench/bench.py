@@ -296,7 +296,7 @@ def bench(args: argparse.Namespace) -> None:
 
     from archsearch.core.errors import ConfigError
     from archsearch.report.model_summary import compose_config
-    from archsearch.core.model import check_config
+    from archsearch.core.config import check_config
 
     shrink = [*QUIET, "data.val_size=0", f"data.test_subset={TEST_SUBSET}"]
     cfg = compose_config([*BENCH_DEFAULTS, *args.overrides, *shrink])

@@ -63,3 +63,33 @@ def mnist():
     from archsearch.core.data import load_mnist
 
     return load_mnist(DATA)
+
+
+def run_in_process(script: str, args: list[str], cwd: Path, monkeypatch: pytest.MonkeyPatch,
+                   capsys: pytest.CaptureFixture) -> tuple[int, str, str]:
+    """`python sweep/<script> args` run in this process, through its real __main__ block: (exit code, stdout,
+    stderr). For the one-line error paths, at a tenth of a fresh interpreter's start-up; what the entry point
+    changes process-wide (signal handlers, HYDRA_FULL_ERROR, Hydra's global state) is put back after."""
+    import runpy
+
+    from hydra.core.global_hydra import GlobalHydra
+
+    from archsearch.search import signals
+
+    path = ROOT / "sweep" / script
+    monkeypatch.chdir(cwd)
+    monkeypatch.setattr(sys, "argv", [str(path), *args])
+    monkeypatch.setattr(signals, "_at_entry", False)
+    monkeypatch.setenv("HYDRA_FULL_ERROR", os.environ.get("HYDRA_FULL_ERROR", "0"))  # restored after
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    code = 0
+    try:
+        runpy.run_path(str(path), run_name="__main__")
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+        GlobalHydra.instance().clear()
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err

@@ -200,6 +200,17 @@ MACHINE_KEYS = ("data.root", "train.threads", "train.progress", "train.device", 
 BOOKKEEPING_KEYS = ("trial", "trial_budget", "reseed", "model.name", "hydra")
 
 
+def check_config(cfg: DictConfig) -> Any:
+    """What a run checks before any data: the config's values, its model's build and the constraints (raises
+    ConfigError or BudgetError); the model's accounting (a ModelReport)."""
+    from archsearch.core.model import build_model, check_constraints
+
+    validate(cfg)
+    _, report = build_model(cfg.model)
+    check_constraints(report, cfg.constraints)
+    return report
+
+
 def configuration_key(cfg: DictConfig) -> str:
     """A digest of what a run trains: the model as the builder expands it (archsearch/core/model.py, expand) and the
     recipe. Configs that build the same network with the same recipe share it, e.g. a transition width

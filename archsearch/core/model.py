@@ -267,17 +267,6 @@ def build_model(cfg: DictConfig | Mapping[str, Any]) -> tuple[nn.Module, ModelRe
     return model, report
 
 
-def check_config(cfg: DictConfig) -> ModelReport:
-    """What a run checks before any data: the config's values, its model's build and the constraints (raises
-    ConfigError or BudgetError); the model's accounting."""
-    from archsearch.core.config import validate
-
-    validate(cfg)
-    _, report = build_model(cfg.model)
-    check_constraints(report, cfg.constraints)
-    return report
-
-
 def check_constraints(report: ModelReport, constraints: Any) -> None:
     """Raise BudgetError naming the first violated constraint."""
     problems = report.violations(constraints)

@@ -157,7 +157,7 @@ def _candidates(searched: List[Override]) -> List[List[str]]:
 
 def _check_candidate_models(cfgs: List[Any]) -> None:
     """Build each candidate's model; an error only if none fits (a sampled misfit is rejected in milliseconds)."""
-    from archsearch.core.model import check_config
+    from archsearch.core.config import check_config
 
     rejected = []
     for cfg in cfgs:
@@ -561,7 +561,7 @@ class SweeperLogic(Sweeper):
         if model_searched:
             _check_candidate_models(candidates)
         else:
-            from archsearch.core.model import check_config
+            from archsearch.core.config import check_config
 
             check_config(cfg)  # one fixed model: over budget or unbuildable fails every trial
         make_pruner(self.pruner_cfg)

@@ -1,8 +1,9 @@
 """Bad input: one line naming the key, the value and the limit, exit code 2, no training, nothing half-written.
 
 Each distinct path (Hydra composition, value ranges, the model builder, the budget, the output directory,
-the storage, the study's direction) is run as a real process, for a single run and for the sweep (-m);
-the remaining value ranges are checked in-process on the composed config.
+the storage, the study's direction) runs through the real entry point, for a single run and for the sweep
+(-m): in this process (conftest.run_in_process), and a few as real processes, the way users start them; the
+remaining value ranges are checked on the composed config.
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from conftest import ROOT, TINY, compose, run_entry
+from conftest import ROOT, TINY, compose, run_entry, run_in_process
 from archsearch.core.errors import ConfigError
 
 SWEEP = ["-m", "hydra.sweeper.n_trials=1", "hydra.sweeper.study_name=t", *TINY]
@@ -24,12 +25,13 @@ DEFAULT_ARCH = ["model.arch.pre=2", "model.arch.post=4", "model.arch.transition=
                 "model.arch.pad_post=0"]  # fixed, so that the model is not searched
 
 
-def assert_one_line_error(done: subprocess.CompletedProcess, pattern: str) -> None:
-    assert done.returncode == 2, (done.returncode, done.stderr[-3000:])
-    assert "Traceback" not in done.stderr, done.stderr[-3000:]
-    last = [line for line in done.stderr.splitlines() if line.strip()][-1]
+def assert_one_line_error(done: subprocess.CompletedProcess | tuple[int, str, str], pattern: str) -> None:
+    code, out, err = done if isinstance(done, tuple) else (done.returncode, done.stdout, done.stderr)
+    assert code == 2, (code, err[-3000:])
+    assert "Traceback" not in err, err[-3000:]
+    last = [line for line in err.splitlines() if line.strip()][-1]
     assert last.startswith("error: ") and re.search(pattern, last), last
-    assert "epoch " not in done.stdout + done.stderr  # nothing was trained
+    assert "epoch " not in out + err  # nothing was trained
 
 
 def files_under(path: Path) -> list[str]:
@@ -52,9 +54,9 @@ RUN_CASES = {  # the overrides, then a pattern the one-line error must match: ke
 
 
 @pytest.mark.parametrize("overrides, pattern", RUN_CASES.values(), ids=RUN_CASES.keys())
-def test_run_rejects_bad_input_in_one_line(tmp_path: Path, overrides: list[str], pattern: str) -> None:
-    done = run_entry("run.py", [*TINY, *overrides], cwd=tmp_path)
-    assert_one_line_error(done, pattern)
+def test_run_rejects_bad_input_in_one_line(tmp_path: Path, monkeypatch, capsys, overrides: list[str],
+                                           pattern: str) -> None:
+    assert_one_line_error(run_in_process("run.py", [*TINY, *overrides], tmp_path, monkeypatch, capsys), pattern)
     assert files_under(tmp_path) == []  # a rejected run leaves no run directory behind
 
 
@@ -80,21 +82,30 @@ SWEEP_CASES = {
 
 
 @pytest.mark.parametrize("overrides, pattern", SWEEP_CASES.values(), ids=SWEEP_CASES.keys())
-def test_sweep_rejects_bad_input_before_any_trial(tmp_path: Path, overrides: list[str], pattern: str) -> None:
-    done = run_entry("run.py", [*SWEEP, *overrides], cwd=tmp_path)
-    assert_one_line_error(done, pattern)
+def test_sweep_rejects_bad_input_before_any_trial(tmp_path: Path, monkeypatch, capsys, overrides: list[str],
+                                                  pattern: str) -> None:
+    assert_one_line_error(run_in_process("run.py", [*SWEEP, *overrides], tmp_path, monkeypatch, capsys), pattern)
     assert list(tmp_path.iterdir()) == []  # no storage file, no study, no sweep directory
 
 
 @pytest.mark.parametrize("full_error", [None, "0", "1"], ids=["unset", "0", "1"])
 @pytest.mark.parametrize("mode", [[], SWEEP], ids=["run", "sweep"])
-def test_one_line_whatever_hydra_full_error_says(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+def test_one_line_whatever_hydra_full_error_says(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys,
                                                  full_error: str | None, mode: list[str]) -> None:
     # Hydra prints its own stack trace and exits 1 unless HYDRA_FULL_ERROR is exactly "1"; 0 is its documented "off".
     monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
-    env = {} if full_error is None else {"HYDRA_FULL_ERROR": full_error}
-    done = run_entry("run.py", [*(mode or TINY), "optim.lr=-1"], cwd=tmp_path, env=env)
+    if full_error is not None:
+        monkeypatch.setenv("HYDRA_FULL_ERROR", full_error)
+    done = run_in_process("run.py", [*(mode or TINY), "optim.lr=-1"], tmp_path, monkeypatch, capsys)
     assert_one_line_error(done, r"^error: optim\.lr=-1\.0: must be > 0 and <= 10$")
+    assert files_under(tmp_path) == []
+
+
+@pytest.mark.parametrize("args", [[*TINY, "optim.lr=0"], [*SWEEP, "hydra.sweeper.n_jobs=0"]], ids=["run", "sweep"])
+def test_a_real_process_prints_one_line_and_exits_2(tmp_path: Path, args: list[str]) -> None:
+    """The same path as users take it: a fresh interpreter, Hydra's own error handling, the exit code."""
+    done = run_entry("run.py", args, cwd=tmp_path, env={"HYDRA_FULL_ERROR": "0"})
+    assert_one_line_error(done, r"^error: (optim\.lr=0\.0: must be > 0 and <= 10|hydra\.sweeper\.n_jobs=0: must be >= 1)$")
     assert files_under(tmp_path) == []
 
 
@@ -161,7 +172,7 @@ def test_a_study_with_another_direction_is_refused_and_left_as_it_was(tmp_path: 
      "model.blocks.1.convs.4: input is 1x1; a 2x2 max-pool collapses it"),
 ])
 def test_value_out_of_range_names_key_value_and_limit(overrides: list[str], message: str) -> None:
-    from archsearch.core.model import check_config
+    from archsearch.core.config import check_config
 
     with pytest.raises(ConfigError) as e:
         check_config(compose([*TINY, *overrides]))

@@ -341,7 +341,7 @@ def test_the_front_ranks_on_validation_never_on_test(tmp_path: Path) -> None:
 
 # Trials #0, #1, #4, #19 and #35 of study mnist_6k in results/optuna.db, as optuna 2.10.1 wrote them: the file
 # copied and the other trials and study deleted with SQL, its schema untouched (alembic revision v2.6.0.a).
-OLD_DB = Path(__file__).parent / "data" / "optuna-2.10.db"
+OLD_DB = ROOT / "tests" / "data" / "optuna-2.10.db"
 OLD_STATES = [(1, "complete"), (35, "pruned"), (0, "rejected"), (19, "rejected"), (4, "failed")]
 
 
