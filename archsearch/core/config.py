@@ -122,7 +122,12 @@ class DistillConfig:
     training loop, so they count in the run's time; the checkpoint holds the student alone."""
     teacher: Optional[str] = None  # a model.pt this tool wrote (cwd-relative); null: no distillation
     temperature: float = 4.0
-    weight: float = 0.5
+    weight: float = 0.5  # 0: no distillation either (the teacher is not even loaded), so a search can turn it off
+
+
+def distills(cfg: Any) -> bool:
+    """Whether a run's config distills: a teacher and a weight above 0 (DistillConfig)."""
+    return cfg.train.distill.teacher is not None and cfg.train.distill.weight > 0
 
 
 @dataclass
@@ -223,6 +228,8 @@ def configuration_key(cfg: DictConfig) -> str:
     job = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])  # hydra's node resolves only in a job
     c = OmegaConf.to_container(job, resolve=True)
     c["model"] = OmegaConf.to_container(expand(job.model), resolve=True)
+    if not distills(job):  # its temperature and weight, or the teacher at weight 0, change nothing
+        c["train"]["distill"] = None
     for key in (*MACHINE_KEYS, *BOOKKEEPING_KEYS):
         *parents, leaf = key.split(".")
         node = c
@@ -296,7 +303,7 @@ def validate(cfg: DictConfig) -> None:
     require("train.label_smoothing", 0 <= cfg.train.label_smoothing < 1, "in [0, 1)")
     require("train.ema", 0 <= cfg.train.ema < 1, "in [0, 1) (0: off)")
     kd = cfg.train.distill
-    if kd.teacher is not None:
+    if distills(cfg):
         require("train.distill.temperature", kd.temperature > 0, "> 0")
         require("train.distill.weight", 0 <= kd.weight <= 1, "in [0, 1]")
         require("train.distill.teacher", Path(kd.teacher).is_file(),

@@ -19,7 +19,7 @@ from typing import Any, Optional
 from omegaconf import DictConfig, OmegaConf
 
 from archsearch.core.augment import epoch_batches, split, to_input, use_channels_last
-from archsearch.core.config import momentum, validate
+from archsearch.core.config import distills, momentum, validate
 from archsearch.core.errors import BudgetError, ConfigError, DivergedError
 from archsearch.core.machine import keep_freed_memory, machine_info
 from archsearch.core.model import ModelReport, build_model, check_constraints
@@ -212,7 +212,7 @@ class _Run:
         if channels_last:
             model = model.to(memory_format=torch.channels_last)
         teacher = None
-        if cfg.train.distill.teacher is not None:
+        if distills(cfg):
             from archsearch.core.checkpoint import load_teacher
 
             teacher, result.teacher = load_teacher(cfg.train.distill.teacher, device, channels_last)

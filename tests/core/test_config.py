@@ -2,10 +2,11 @@
 import pytest
 from hydra.errors import HydraException
 
-from conftest import CONF, compose
+from conftest import CONF, ROOT, compose
 from archsearch.core.config import configuration_key, momentum, validate
 from archsearch.core.errors import ConfigError
 
+TEACHER = ROOT / "results" / "confirm" / "fcfree_8k" / "seed_1" / "model.pt"
 GROUPS = ["data", "model", "optim", "sched", "train", "constraints", "sweep", "experiment"]
 
 
@@ -116,6 +117,9 @@ def test_the_optimizer_runs_with_the_momentum_the_config_names(overrides, expect
                                                    "model.stages.s1.late_width=12"], True),
     (["model=fcfree", "train.threads=1", "train.progress=false"], ["model=fcfree", "data.root=elsewhere"], True),
     (["model=fcfree", "model.name=a"], ["model=fcfree", "model.name=b"], True),
+    (["model=fcfree", "train.distill.weight=0.3"], ["model=fcfree", "train.distill.weight=0.7"], True),  # no teacher
+    ([f"train.distill.teacher={TEACHER}", "train.distill.weight=0"], ["train.distill.temperature=2"], True),
+    ([f"train.distill.teacher={TEACHER}"], [], False),
     # another network, recipe or seed
     (["model=fcfree"], ["model=fcfree", "model.widths.t=12"], False),
     (["model=stages"], ["model=stages", "model.stages.s3.width=12"], False),

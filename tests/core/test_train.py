@@ -95,6 +95,8 @@ def test_distillation_mixes_in_the_teacher_and_the_student_stands_alone(mnist, t
     student = train(compose([*RECIPE, f"train.distill.teacher={teacher}", "train.checkpoint=true"]),
                     out_dir=student_dir)
     assert student.epochs[0]["train_loss"] != plain.epochs[0]["train_loss"]  # the teacher changed the loss
+    off = train(compose([*RECIPE, f"train.distill.teacher={teacher}", "train.distill.weight=0"]))
+    assert off.teacher is None and off.epochs[0]["train_loss"] == plain.epochs[0]["train_loss"]  # weight 0: no teacher
     recorded = json.loads((student_dir / "metrics.json").read_text())["teacher"]
     assert recorded["checkpoint"] == str(teacher) and recorded["params"] == 7890 and recorded["epochs"] == 1
     saved = torch.load(student_dir / "model.pt", weights_only=True)["state_dict"]
