@@ -9,6 +9,8 @@ import tomllib
 
 from conftest import ROOT
 
+tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+
 OURS = {"archsearch", "hydra_plugins.archsearch_sweeper"}
 # Installed by the Makefile in a step of its own (its optuna<3 pin is stale: README, "Dependencies").
 SECOND_STEP = {"hydra-optuna-sweeper"}
