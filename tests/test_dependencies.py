@@ -5,7 +5,8 @@ import ast
 import importlib.metadata
 import re
 import sys
-import tomllib
+
+import pytest
 
 from conftest import ROOT
 
