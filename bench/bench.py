@@ -409,17 +409,17 @@ def bench_parts(args: argparse.Namespace) -> None:
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     load_start = os.getloadavg()[0]
+    from torch.utils.benchmark import Timer
+
     times: dict[str, tuple[list[float], list[float]]] = {}
     for part, pair in part_pairs(cfg).items():
         times[part] = ([], [])
+        timers = [Timer("f()", globals={"f": f}, num_threads=torch.get_num_threads()) for f in pair]
         for f in pair:
             f()  # warm-up
-        for _ in range(args.repeats):
-            for f, out in zip(pair, times[part]):
-                t0 = time.perf_counter()
-                for _ in range(PART_CALLS):
-                    f()
-                out.append((time.perf_counter() - t0) / PART_CALLS * 1e3)
+        for _ in range(args.repeats):  # the two ways take turns, so that drifts of the machine hit both
+            for timer, out in zip(timers, times[part]):
+                out.append(timer.timeit(PART_CALLS).mean * 1e3)
         say(f"{part}: {statistics.median(times[part][0]):.2f} -> {statistics.median(times[part][1]):.2f} ms")
     runs = {keep: [] for keep in (False, True)}
     for _ in range(args.repeats):

@@ -1,5 +1,5 @@
-"""The review's plots (history, accuracy vs params, per-epoch curves, importances) and the axis helpers that
-results.py shares. Each plot returns None when written, else why it was skipped."""
+"""The review's plots (history, accuracy vs params, per-epoch curves, the pruner's view, importances) and the
+axis helpers that results.py shares. Each plot returns None when written, else why it was skipped."""
 from __future__ import annotations
 
 import warnings
@@ -174,40 +174,60 @@ def plot_curves(review: Review, path: Path) -> Optional[str]:
     return None
 
 
-def importances(review: Review) -> dict[str, float]:
-    """Hyperparameter importances over complete trials only (a pruned trial's value is partial).
-
-    Mean decrease in impurity: Optuna 2.10's default fANOVA fails on scikit-learn >= 1.3."""
+def _in_memory(review: Review, states: tuple[str, ...]) -> Any:
+    """A copy of the study in memory holding the trials of the review's `states` (never the storage itself)."""
     import optuna
 
-    done = [r.trial for r in review.rows if r.state == "complete" and r.objective]
-    varying = {k for k in param_keys(review.rows) if len({repr(t.params.get(k)) for t in done}) > 1}
-    if len(done) < 2 or not varying:
-        raise ValueError(f"needs 2 or more complete trials with varying parameters ({len(done)} complete)")
-    copy = optuna.create_study(directions=review.directions)  # in memory: the storage is never written
-    copy.add_trials(done)
-    return optuna.importance.get_param_importances(
-        copy, evaluator=optuna.importance.MeanDecreaseImpurityImportanceEvaluator(seed=0),
-        params=sorted(varying), target=lambda t: t.values[0])
+    copy = optuna.create_study(directions=review.directions)
+    copy.add_trials([r.trial for r in review.rows if r.state in states and r.trial is not None])
+    return copy
 
 
 def plot_importances(review: Review, path: Path) -> Optional[str]:
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # Optuna's ExperimentalWarning and scikit-learn's
-            scores = importances(review)
-    except (ValueError, RuntimeError) as e:
-        return str(e)
-    names = list(scores)[::-1]
-    fig, ax = pyplot().subplots(figsize=(8, max(2.5, 1 + 0.4 * len(names))))
-    ax.barh(names, [scores[n] for n in names], color="tab:blue",
-            label=f"{sum(r.state == 'complete' for r in review.rows)} complete trials")
-    ax.set_xlabel(f"importance for {review.objective_names[0]} (mean decrease in impurity)")
-    ax.set_ylabel("hyperparameter")
-    ax.set_title(f"Hyperparameter importances: study {review.study}")
-    save_figure(fig, ax, path)
+    """Hyperparameter importances over complete trials only (a pruned trial's value is partial), by Optuna's own
+    plot. Mean decrease in impurity: Optuna 2.10's default fANOVA failed on scikit-learn >= 1.3."""
+    import optuna
+    from optuna.visualization.matplotlib import plot_param_importances
+
+    done = [r.trial for r in review.rows if r.state == "complete" and r.objective]
+    varying = sorted(k for k in param_keys(review.rows) if len({repr(t.params.get(k)) for t in done}) > 1)
+    if len(done) < 2 or not varying:
+        return f"needs 2 or more complete trials with varying parameters ({len(done)} complete)"
+    pyplot()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Optuna's ExperimentalWarning (its matplotlib plots) and scikit-learn's
+        ax = plot_param_importances(_in_memory(review, ("complete",)), params=varying,
+                                    evaluator=optuna.importance.MeanDecreaseImpurityImportanceEvaluator(seed=0),
+                                    target=lambda t: t.values[0], target_name=review.objective_names[0])
+    ax.set_xlabel(f"importance for {review.objective_names[0]} (mean decrease in impurity), study {review.study}, "
+                  f"{len(done)} complete trials")
+    ax.figure.savefig(path, dpi=120, bbox_inches="tight")
+    pyplot().close(ax.figure)
+    return None
+
+
+def plot_intermediate(review: Review, path: Path) -> Optional[str]:
+    """The objective after each epoch of every complete and pruned trial: what the pruner judged, by Optuna's plot."""
+    from optuna.visualization.matplotlib import plot_intermediate_values
+
+    if len(review.directions) > 1:
+        return "several objectives: Optuna reports per-epoch values for one objective only"
+    if not any(r.trial is not None and r.trial.intermediate_values for r in review.rows):
+        return "no trial has reported a per-epoch value yet"
+    pyplot()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Optuna's ExperimentalWarning
+        ax = plot_intermediate_values(_in_memory(review, ("complete", "pruned")))
+    values = [v for r in review.rows if r.trial is not None for v in r.trial.intermediate_values.values()]
+    if review.objective_names[0] == "val_acc":
+        accuracy_axis(ax, values, review.target, "val_acc so far: mean of the last 3 epochs (the pruner's view)")
+    ax.set_xlabel(f"epoch (study {review.study}: complete and pruned trials)")
+    if ax.get_legend() is not None:
+        ax.get_legend().remove()  # a line per trial: their numbers would fill the figure
+    ax.figure.savefig(path, dpi=120, bbox_inches="tight")
+    pyplot().close(ax.figure)
     return None
 
 
 PLOTS = {"history.png": plot_history, "acc_vs_params.png": plot_acc_vs_params, "curves.png": plot_curves,
-         "importances.png": plot_importances}
+         "intermediate.png": plot_intermediate, "importances.png": plot_importances}
