@@ -10,7 +10,7 @@
 Defaults: the documented Net (model=baseline), batch 64, data.rotation=7 (the seed's
 RandomRotation(7)), 7 repeats. Measurements are interleaved (a, b, c, c, b, a, a, b, c, ...) and the
 median is kept, because this machine's speed drifts and other processes share the cores. Prints a
-Markdown table for the README. A benchmark, not a test: nothing here asserts a speed.
+Markdown table for docs/BENCHMARKS.md. A benchmark, not a test: nothing here asserts a speed.
 
     python bench/bench.py --launchers [--trials N] [--repeats R] [hydra overrides]
 
@@ -250,7 +250,7 @@ def measure(cfg: DictConfig, images: int, repeats: int, workers: list[int]) -> t
 
 def print_table(cfg: DictConfig, macs: int, params: int, rates: Rates, startup: list[float],
                 images: int, load_start: float) -> None:
-    """The README table: conditions, img/s per loop, ratios, FLOP utilisation and per-trial overhead."""
+    """The docs/BENCHMARKS.md table: conditions, img/s per loop, ratios, FLOP utilisation and per-trial overhead."""
     from archsearch.core.machine import cpu_ghz, machine_info
 
     machine, ghz = machine_info("cpu"), cpu_ghz()
@@ -621,7 +621,7 @@ def bench_search(args: argparse.Namespace) -> None:
 
 def print_search(args: argparse.Namespace, runs: dict[str, list[SearchRun]], proxy: list[str], seeds: list[int],
                  minutes: float, cores: int, load_start: float, machine: dict[str, Any]) -> None:
-    """The README block: what ran, the table, and the comparison as the last line."""
+    """The docs/BENCHMARKS.md block: what ran, the table, and the comparison as the last line."""
     n, b = len(seeds), args.budget_epochs
     epochs = "/".join(map(str, sorted(set().union(*(r.trial_epochs for rs in runs.values() for r in rs)))))
     print(f"search quality: {n} sweep{'s' if n > 1 else ''} per strategy (sampler seeds "

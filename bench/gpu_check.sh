@@ -16,7 +16,7 @@ mkdir -p "$DIR"
 for part in $PARTS; do
   case $part in
     tests)
-      "$PY" -m pytest -m cuda tests/test_cuda.py -q -p no:cacheprovider ;;
+      "$PY" -m pytest -m cuda tests/core/test_cuda.py -q -p no:cacheprovider ;;
     precision)
       for precision in bf16 fp32; do
         rm -rf "$DIR/fcfree_5k5_$precision"

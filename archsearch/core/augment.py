@@ -60,7 +60,7 @@ def affine_grid(cos: Any, sin: Any, shift: Any, height: int, width: int) -> Any:
 
 def use_channels_last(cfg: DictConfig, device: str) -> bool:
     """train.channels_last, where null means: by the rule measured with bench.py on a 2-core CPU
-    (fcfree_5k5, README "Speed"): channels_last on a GPU and with one CPU thread, NCHW with several."""
+    (fcfree_5k5, docs/BENCHMARKS.md "Memory layout rule"): channels_last on a GPU and with one CPU thread, NCHW with several."""
     import torch
 
     if cfg.train.channels_last is not None:

@@ -82,7 +82,7 @@ def resolve_device(name: str) -> str:
 
 def resolve_precision(precision: str) -> str:
     """train.precision as run. auto is fp32 everywhere: bf16 autocast was 4x slower on the AVX2 CPU, and 12%
-    slower per 15-epoch trial on an H100 (make gpu-check, README "GPU"), where steps this small are bound by
+    slower per 15-epoch trial on an H100 (make gpu-check, docs/BENCHMARKS.md "GPU"), where steps this small are bound by
     kernel launches."""
     return "fp32" if precision == "auto" else precision
 
