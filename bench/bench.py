@@ -45,6 +45,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional
 
+from archsearch.core.defaults import ROOT
 
 if TYPE_CHECKING:
     from omegaconf import DictConfig
@@ -391,7 +392,7 @@ def allocator_run(keep: bool, images: int, overrides: list[str]) -> dict[str, An
     import subprocess
 
     done = subprocess.run([sys.executable, "-c", ALLOCATOR_RUN, "keep" if keep else "default", str(images),
-                           *overrides], capture_output=True, text=True, cwd=Path(__file__).parents[1])
+                           *overrides], capture_output=True, text=True, cwd=ROOT)
     if done.returncode:
         raise RuntimeError(f"the allocator run failed: {(done.stderr.strip().splitlines() or ['?'])[-1]}")
     return json.loads(done.stdout)
@@ -463,7 +464,7 @@ def run_sweep(overrides: list[str], tmp: str, mode: str, study: str = "bench") -
 
     from archsearch.core.errors import ConfigError
 
-    command = [sys.executable, str(Path(__file__).with_name("run.py")), "-m", *overrides,
+    command = [sys.executable, str(ROOT / "sweep" / "run.py"), "-m", *overrides,
                f"hydra.sweeper.study_name={study}", f"hydra.sweeper.storage=sqlite:///{tmp}/bench.db",
                f"hydra.sweep.dir={tmp}/{study}"]
     t0 = time.perf_counter()
