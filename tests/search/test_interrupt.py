@@ -80,6 +80,7 @@ def finished_trial_files(cwd: Path) -> dict[str, bytes]:
             for t in trials(cwd) if t.state == COMPLETE}
 
 
+@pytest.mark.slow  # three sweeps and a heartbeat's grace: a minute on 2 cores; SIGTERM's test below stays quick
 def test_an_interrupted_then_killed_sweep_goes_on_and_loses_nothing(tmp_path: Path, start_sweep) -> None:
     # Ctrl-C during the second trial: that trial fails at once, with its reason; the first stays finished.
     proc, log = start_sweep("first")
