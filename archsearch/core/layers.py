@@ -13,7 +13,7 @@ DROPOUT_LEVELS = 2**16  # the fast Dropout's resolution: p is applied as a whole
 
 class Dropout(nn.Dropout):
     """nn.Dropout (same repr) whose CPU mask costs one RNG draw per 4 elements instead of one per element:
-    the CPU generator is slow next to these tiny convs (`bench.py --parts`). Each element gets 16 random
+    the CPU generator is slow next to these tiny convs (`bench/bench.py --parts`). Each element gets 16 random
     bits, so p is applied as round(p * 65536) / 65536, and the kept ones are scaled by 1 / (1 - that), so
     E[out] = x exactly and the drop rate is p to within 1/131072."""
 
@@ -36,7 +36,7 @@ class Dropout(nn.Dropout):
 
 def _at_least(values: torch.Tensor, threshold: int) -> torch.Tensor:
     """(values >= threshold) as 0/1 of values' integer dtype, without a bool: on the CPU, Dropout's float mask
-    of a 128x8x26x26 activation took 0.72 ms through a bool and 0.06 ms through this (`bench.py --parts`)."""
+    of a 128x8x26x26 activation took 0.72 ms through a bool and 0.06 ms through this (`bench/bench.py --parts`)."""
     info = torch.iinfo(values.dtype)
     if threshold <= info.min:
         return torch.ones_like(values)
@@ -63,7 +63,7 @@ class _Scale(torch.autograd.Function):
 class MaxPool2d(nn.MaxPool2d):
     """nn.MaxPool2d (same repr) that, when training on a CPU in NCHW, pools in channels_last and takes the
     gradient with the NCHW kernel, to the bit the same outputs and gradients. PyTorch's NCHW max-pool forward
-    was most of the cost (`bench.py --parts`, 128x14x24x24, forward and backward: 4.0 ms, 2.7 ms for this)."""
+    was most of the cost (`bench/bench.py --parts`, 128x14x24x24, forward and backward: 4.0 ms, 2.7 ms for this)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         plain = self.padding == 0 and self.dilation == 1 and not self.ceil_mode and not self.return_indices

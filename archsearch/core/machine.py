@@ -58,7 +58,7 @@ def keep_freed_memory() -> bool:
     A training step allocates and frees activations of a few MiB. With glibc's defaults many of them are
     unmapped or trimmed when freed, so the next step touches fresh pages: 100 steps of fcfree_5k5 here
     took 2.98 s, 0.53 s of it system time, and 207,852 page faults; with this 2.35 s, 0.01 s and 1,117
-    (`bench.py --parts`). The cost is that the process keeps its peak heap until it exits."""
+    (`bench/bench.py --parts`). The cost is that the process keeps its peak heap until it exits."""
     import ctypes
 
     tunables = os.environ.get("GLIBC_TUNABLES", "")

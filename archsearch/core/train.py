@@ -107,7 +107,7 @@ def make_optimizer(model: Any, cfg: DictConfig, steps_per_epoch: int) -> tuple[A
     o, s = cfg.optim, cfg.sched
     beta1 = momentum(o)
     # foreach: one kernel per operation for all parameters, as PyTorch does by default only on a GPU. On the CPU
-    # a step of fcfree_5k5's 23 tensors took 0.15 ms per parameter, 0.11 ms foreach (`bench.py --parts`).
+    # a step of fcfree_5k5's 23 tensors took 0.15 ms per parameter, 0.11 ms foreach (`bench/bench.py --parts`).
     if o.name == "sgd":
         opt = torch.optim.SGD(model.parameters(), lr=o.lr, momentum=beta1, nesterov=o.nesterov and beta1 > 0,
                               weight_decay=o.weight_decay, foreach=True)

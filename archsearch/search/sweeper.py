@@ -46,7 +46,7 @@ class BudgetConf:
 @dataclass
 class ReseedConf:
     """A trial whose first seed would rank among the study's `top` complete trials trains `seeds` seeds in all,
-    and is told their mean (archsearch/core/train.py): the study's best is then never one lucky seed. 0: off."""
+    and is told their mean (archsearch/search/job.py): the study's best is then never one lucky seed. 0: off."""
     top: int = 0
     seeds: int = 2
 
@@ -54,7 +54,7 @@ class ReseedConf:
 @dataclass
 class ArchSearchSweeperConf(OptunaSweeperConf):
     _target_: str = "hydra_plugins.archsearch_sweeper.archsearch_sweeper.ArchSearchSweeper"
-    _recursive_: bool = False  # the sweeper builds the sampler (its seed depends on the study) and the pruner
+    _recursive_: bool = False  # the sweeper builds the sampler (seeded per trial) and the pruner itself
     defaults: List[Any] = field(default_factory=lambda: [{"sampler": "tpe"}, {"pruner": "median"}])
     sampler: Any = MISSING  # a `_target_` node from conf/hydra/sweeper/sampler/
     pruner: Any = MISSING  # a `_target_` node from conf/hydra/sweeper/pruner/
@@ -85,7 +85,7 @@ class TPEConf:
 
 @dataclass
 class RandomConf:
-    """Uniform random: the baseline every other sampler must beat (bench.py --search), and the right
+    """Uniform random: the baseline every other sampler must beat (bench/bench.py --search), and the right
     choice for very short sweeps (under ~10 trials), where a model has nothing to learn from."""
 
     _target_: str = "optuna.samplers.RandomSampler"
