@@ -1,9 +1,10 @@
 """The recipe measurements of search v3, side by side: `python bench/recipe.py [--dir results/recipe]`.
 
-Reads runs that confirm.py made of one finalist under several recipes (one folder per recipe, each holding
-<name>/seed_<k>/metrics.json) and prints, per recipe and seed, the last 3 epochs' test accuracy of the weights
-as trained and, where the run kept an average of them (train.ema), of the average; then each column's mean
-and minimum over the seeds. Never trains."""
+Reads runs of one configuration under several recipes (one folder per recipe, each holding confirm.py's
+<name>/seed_<k>/metrics.json or single runs' <name>/metrics.json) and prints, per recipe and seed, the last 3 epochs' test accuracy of the weights
+as trained and, where the run kept an average of them (train.ema), of the average, and the median seconds per
+epoch (wall time on the machine that ran it, under whatever else ran there); then each recipe's mean and minimum
+over its seeds. Never trains."""
 from __future__ import annotations
 
 import argparse
@@ -27,11 +28,12 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--dir", type=Path, default=Path("results/recipe"))
     args = p.parse_args()
-    print("| recipe | run | seed | epochs | raw weights, last 3 test | min | average (EMA), last 3 test | min |")
-    print("| --- | --- | --- | ---: | --- | ---: | --- | ---: |")
+    print("| recipe | run | seed | epochs | raw weights, last 3 test | min | average (EMA), last 3 test | min | "
+          "s/epoch (median) |")
+    print("| --- | --- | --- | ---: | --- | ---: | --- | ---: | ---: |")
     summary = []
     for recipe in sorted(d for d in args.dir.iterdir() if d.is_dir()):
-        for path in sorted(recipe.glob("*/seed_*/metrics.json")):
+        for path in sorted([*recipe.glob("*/seed_*/metrics.json"), *recipe.glob("*/metrics.json")]):
             m = json.loads(path.read_text())
             if m["status"] != "complete":
                 continue
@@ -40,8 +42,10 @@ def main() -> None:
             raw = last3(ep, "raw_test_acc") if ema else last3(ep, "test_acc")
             avg = last3(ep, "test_acc") if ema else None
             summary.append((recipe.name, raw, avg))
-            print(f"| {recipe.name} | {path.parts[-3]} | {m['config']['seed']} | {len(ep)} | {fmt(raw)} | "
-                  f"{min(raw):.2%} | {fmt(avg)} | {'-' if avg is None else f'{min(avg):.2%}'} |")
+            run = path.parts[-3] if path.parent.name.startswith("seed_") else path.parts[-2]
+            print(f"| {recipe.name} | {run} | {m['config']['seed']} | {len(ep)} | {fmt(raw)} | "
+                  f"{min(raw):.2%} | {fmt(avg)} | {'-' if avg is None else f'{min(avg):.2%}'} | "
+                  f"{statistics.median(e['seconds'] for e in ep):.1f} |")
     print()
     print("| recipe | seeds | raw: mean of last 3 | raw: min | average: mean of last 3 | average: min |")
     print("| --- | ---: | ---: | ---: | ---: | ---: |")
