@@ -157,7 +157,7 @@ def deliver(proc: subprocess.Popen, sig: int, how: str) -> None:
 
 
 @pytest.mark.parametrize("sig, launcher, how", [
-    pytest.param(signal.SIGTERM, "sequential", "timeout", id="SIGTERM-sequential-timeout"),
+    pytest.param(signal.SIGTERM, "sequential", "timeout", id="SIGTERM-sequential-timeout", marks=pytest.mark.slow),
     pytest.param(signal.SIGHUP, "sequential", "hangup", id="SIGHUP-sequential-hangup", marks=pytest.mark.slow),
     pytest.param(signal.SIGTERM, "joblib", "timeout", id="SIGTERM-joblib-timeout", marks=pytest.mark.slow),
     pytest.param(signal.SIGTERM, "joblib", "kill", id="SIGTERM-joblib-kill", marks=pytest.mark.slow),
