@@ -24,13 +24,35 @@ from typing import Any, Optional, Sequence
 from archsearch.core.defaults import ROOT, sweep_defaults
 from archsearch.core.errors import StorageError
 from archsearch.core.machine import cpu_name
-from archsearch.report.plots import BASELINE_STYLE, accuracy_axis, params_axis, pyplot, reference_lines, save_figure
-from archsearch.report.acceptance import BASELINE, LAST, MIN_SEEDS, Experiment, find_experiments
+from archsearch.report.acceptance import (
+    BASELINE,
+    LAST,
+    MIN_SEEDS,
+    Experiment,
+    find_experiments,
+)
+from archsearch.report.plots import (
+    BASELINE_STYLE,
+    accuracy_axis,
+    params_axis,
+    pyplot,
+    reference_lines,
+    save_figure,
+)
 from archsearch.report.pruning_evidence import EpochEvidence, pruning_evidence
 from archsearch.report.ranking import Review, review_study
 from archsearch.report.rows import STATES, Row, as_number, trial_state
+from archsearch.report.shape import shape_text
+from archsearch.report.tables import (
+    cell,
+    fmt_duration,
+    fmt_int,
+    fmt_macs,
+    fmt_pct,
+    md_table,
+    objective_text,
+)
 from archsearch.search.storage import load_study, open_readonly
-from archsearch.report.tables import cell, fmt_duration, fmt_int, fmt_macs, fmt_pct, md_table, objective_text
 
 # The project's targets, (name, fewer params than, at most epochs): the assignment's, then smaller ones.
 TARGETS = (("required", 20_000, 20), ("goal", 6_000, 15), ("stretch", 4_000, 15))
@@ -258,12 +280,14 @@ def sweep_cost(searches: Sequence[Search]) -> list[str]:
 def searches_section(searches: Sequence[Search], plot_path: Optional[Path], out: Path) -> list[str]:
     """Where each search ran, its best trial and whether the search found it, and the progress plot."""
     headers = ["study", "training images", "machine (runs' metrics.json)", "torch threads", "best trial",
-               "objective", "params", "found by", "hand-queued trials"]
+               "objective", "params", "MACs", "network (3x3 widths per stage; p: padded)", "found by",
+               "hand-queued trials"]
     rows = []
     for s in searches:
         w = s.winner
         rows.append([s.name, data_text(s), machine_cell(s), threads_cell(s), f"#{w.number}" if w else "none complete",
-                     objective_text(w, s.review) if w else "-", fmt_int(w.params) if w else "-", s.found_by(),
+                     objective_text(w, s.review) if w else "-", fmt_int(w.params) if w else "-",
+                     fmt_macs(w.macs) if w else "-", (shape_text(w.overrides) or "-") if w else "-", s.found_by(),
                      ", ".join(f"#{n}" for n in s.hand_queued) or "none"])
     lines = ["## What the searches found", "",
              "The best trial is the best complete one by the validation objective. A hand-queued trial is one "

@@ -283,3 +283,17 @@ def test_shipped_experiments_say_what_the_committed_runs_show(path: Path, commit
         assert all((r.path / "model.pt").is_file() for r in e.runs), [str(r.path) for r in e.runs]
     else:
         assert mark.startswith("# NOT CONFIRMED"), mark
+
+
+@pytest.mark.parametrize("overrides, text", [
+    (["model=stages"], "[4,4]p pool [8,8]p pool [16,16]p"),  # the 4,838-param public net, as conf/model/stages.yaml
+    (["model=stages", "model.stages.pools=1", "model.stages.s2.transition=8", "model.stages.s2.pad=0"],
+     "[4,4]p pool 1x1:8 [8,8]"),
+    (["model=fcfree", "model.arch.pre=1", "model.arch.post=5", "model.widths.c1=6", "model.widths.c3=8",
+      "model.widths.c4=12", "model.widths.t=12", "model.arch.pad_pre=1"], "[6]p pool 1x1:12 [8,8,12,12,12]"),
+    (["optim.lr=0.1"], None),  # no model named
+])
+def test_the_winners_network_in_one_line(overrides: list[str], text: str | None) -> None:
+    from archsearch.report.shape import shape_text
+
+    assert shape_text(overrides) == text
