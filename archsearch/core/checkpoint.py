@@ -41,7 +41,7 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         got = type(checkpoint).__name__
         if isinstance(checkpoint, dict):
             got += f" with {len(checkpoint)} keys: {_some(sorted(map(str, checkpoint)))}"
-        raise CheckpointError(f"{path}: not a checkpoint of archsearch/core/train.py (expected a dict with 'state_dict' and "
+        raise CheckpointError(f"{path}: not a checkpoint of sweep/run.py (expected a dict with 'state_dict' and "
                               f"'config' holding the run config; got {got})")
     return checkpoint
 

@@ -116,7 +116,7 @@ def read_metrics(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: not a readable metrics.json ({getattr(e, 'strerror', None) or e})") from None
     missing = [k for k in ("status", "params", "macs", "fc_layers", "epochs", "config") if k not in metrics]
     if missing:
-        raise ConfigError(f"{path}: has no {', '.join(missing)}; not a metrics.json written by archsearch/core/train.py")
+        raise ConfigError(f"{path}: has no {', '.join(missing)}; not a metrics.json written by sweep/run.py")
     return metrics
 
 

@@ -107,7 +107,7 @@ BAD = {  # how the file is damaged, then a pattern its one line must match after
     "cut-short": r"truncated or corrupt checkpoint \(no intact zip directory at its end: cut short or overwritten\)$",
     "flipped": r"truncated or corrupt checkpoint \(model/data/\d+ fails its CRC check\)$",
     "empty": r"empty file, not a checkpoint$",
-    "not-ours": r"not a checkpoint of sweep/train\.py \(expected a dict with 'state_dict' and 'config'",
+    "not-ours": r"not a checkpoint of sweep/run\.py \(expected a dict with 'state_dict' and 'config'",
     "wrong-widths": r"state_dict does not fit the model its config builds \(model 'fcfree', [\d,]+ params; "
                     r"shape checkpoint vs model: conv1\.0\.weight \[8, 1, 3, 3\] vs \[10, 1, 3, 3\]",
 }
