@@ -168,9 +168,11 @@ class TrialBudget:
 class ReseedConfig:
     """Set by the sweeper from hydra.sweeper.reseed: a trial whose first seed would rank among the study's
     `top` complete trials trains `seeds` seeds in all (seed, seed + 1, ...), and its value is their mean, so
-    that the study's best is never one lucky seed. top 0: one seed for every trial."""
+    that the study's best is never one lucky seed. top 0: one seed for every trial. A first seed whose objective
+    is below min_objective (null: no floor) trains no more seeds."""
     top: int = 0
     seeds: int = 2
+    min_objective: Optional[float] = None
 
 
 @dataclass
@@ -293,6 +295,8 @@ def validate(cfg: DictConfig) -> None:
     require("train.threads", cfg.train.threads >= 0, ">= 0")
     require("reseed.top", cfg.reseed.top >= 0, ">= 0 (0: off)")
     require("reseed.seeds", cfg.reseed.seeds >= 1, ">= 1")
+    require("reseed.min_objective", cfg.reseed.min_objective is None or 0 <= cfg.reseed.min_objective <= 1,
+            "in [0, 1] or null")
     require("data.val_size", 0 <= cfg.data.val_size < 60_000, "in [0, 60000)")
     require("data.train_subset", cfg.data.train_subset >= 0, ">= 0 (0 = all)")
     require("data.test_subset", 0 <= cfg.data.test_subset <= 10_000, "in [0, 10000] (0 = all)")

@@ -139,9 +139,11 @@ def out_of_budget(budget: Any, epoch: int) -> Optional[str]:
 
 def reseeds(cfg: DictConfig, result: RunResult, link: Any) -> bool:
     """Whether this trial trains more seeds (ReseedConfig): it is complete and its first seed would rank among
-    the study's top reseed.top complete trials."""
+    the study's top reseed.top complete trials, and reaches reseed.min_objective when that is set."""
     top = cfg.reseed.top
     if not (top and cfg.reseed.seeds > 1 and result.status == "complete" and isinstance(result.objective, float)):
+        return False
+    if cfg.reseed.min_objective is not None and result.objective < cfg.reseed.min_objective:
         return False
     return link.ahead_of(result.objective) < top
 

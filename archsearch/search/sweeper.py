@@ -46,9 +46,11 @@ class BudgetConf:
 @dataclass
 class ReseedConf:
     """A trial whose first seed would rank among the study's `top` complete trials trains `seeds` seeds in all,
-    and is told their mean (archsearch/search/job.py): the study's best is then never one lucky seed. 0: off."""
+    and is told their mean (archsearch/search/job.py): the study's best is then never one lucky seed. 0: off.
+    A first seed below min_objective trains no more: early in a study every trial is in the top, however poor."""
     top: int = 0
     seeds: int = 2
+    min_objective: Optional[float] = None
 
 
 @dataclass
@@ -366,6 +368,8 @@ class SweeperLogic(Sweeper):
             extra.append(f"trial_budget.deadline={deadline:.0f}")
         if self.reseed.top:
             extra += [f"reseed.top={self.reseed.top}", f"reseed.seeds={self.reseed.seeds}"]
+            if self.reseed.min_objective is not None:
+                extra.append(f"reseed.min_objective={self.reseed.min_objective}")
         return [*trial.user_attrs["overrides"], *extra]
 
     def _tell(self, study: Any, storage: Any, trial: Any, ret: Any) -> Any:
@@ -551,6 +555,12 @@ class SweeperLogic(Sweeper):
         if self.reseed.top and len(self.directions) > 1:
             raise ConfigError(f"hydra.sweeper.reseed.top={self.reseed.top}: reseeding ranks one objective; this "
                               f"sweep has {len(self.directions)} (set it to 0)")
+        floor = self.reseed.min_objective
+        if floor is not None and not 0 <= floor <= 1:
+            raise ConfigError(f"hydra.sweeper.reseed.min_objective={floor}: must be in [0, 1] or null")
+        if self.reseed.top and floor is not None and self.directions != ["maximize"]:
+            raise ConfigError(f"hydra.sweeper.reseed.min_objective={self.reseed.min_objective}: a floor for a "
+                              f"maximized objective; this sweep is {self.directions[0]} (set it to null)")
         cfg, candidates, model_searched = self._check_values(arguments)
         if "val_acc" in cfg.objectives and not cfg.data.val_size:
             raise ConfigError("data.val_size=0: a sweep selects on a validation split held out of the training "

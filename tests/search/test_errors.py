@@ -76,6 +76,12 @@ SWEEP_CASES = {
                                 r"^error: model has 18,\d{3} params; constraints\.max_params=10000"),
     "sweeper-option": (["hydra.sweeper.n_jobs=0"], r"^error: hydra\.sweeper\.n_jobs=0: must be >= 1$"),
     "output-dir": (["hydra.sweep.dir=/proc/forbidden"], r"hydra\.sweep\.dir='/proc/forbidden': cannot create"),
+    "reseed-floor-out-of-range": (["hydra.sweeper.reseed.top=1", "hydra.sweeper.reseed.min_objective=99.4"],
+                                  r"^error: hydra\.sweeper\.reseed\.min_objective=99\.4: must be in \[0, 1\] or null$"),
+    "reseed-floor-when-minimizing": (["hydra.sweeper.reseed.top=1", "hydra.sweeper.reseed.min_objective=0.99",
+                                      "hydra.sweeper.direction=minimize", "objectives=[params]"],
+                                     r"^error: hydra\.sweeper\.reseed\.min_objective=0\.99: a floor for a maximized "
+                                     r"objective; this sweep is minimize \(set it to null\)$"),
     "storage-unreachable": (["hydra.sweeper.storage=postgresql://nobody@127.0.0.1:1/x"],
                             r"hydra\.sweeper\.storage='postgresql://nobody@127\.0\.0\.1:1/x': cannot be opened"),
 }

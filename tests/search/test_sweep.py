@@ -258,6 +258,14 @@ def test_a_trial_in_the_top_trains_more_seeds_and_is_told_their_mean(tmp_path, m
         assert second.value <= first.value and second.user_attrs["epochs_trained"] == 1
 
 
+def test_a_first_seed_below_the_floor_trains_no_more_seeds(tmp_path, mnist):
+    """Early in a study every complete trial is in the top; reseed.min_objective keeps the poor ones at one seed."""
+    sweep(tmp_path, "hydra.sweeper.reseed.top=1", "hydra.sweeper.reseed.seeds=2", "hydra.sweeper.n_trials=1",
+          "hydra.sweeper.reseed.min_objective=0.9999")
+    [only] = load(tmp_path).trials
+    assert only.value < 0.9999 and "seeds" not in only.user_attrs and only.user_attrs["epochs_trained"] == 1
+
+
 def test_the_search_keeps_the_time_its_best_trial_needs_to_be_confirmed():
     from hydra_plugins.archsearch_sweeper.archsearch_sweeper import ArchSearchSweeper
     from optuna.distributions import FloatDistribution
