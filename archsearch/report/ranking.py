@@ -26,15 +26,17 @@ def pareto_front(items: Sequence[T], key: Callable[[T], Sequence[float]]) -> lis
 class StudyTotals:
     counts: dict[str, int]
     n_trials: int
-    epochs_trained: int
-    epochs_budget: int  # every trial run to its train.epochs
+    epochs_trained: int  # every seed's
+    further_seed_epochs: int  # of those, the ones of reseeded trials' seeds after the first
+    epochs_budget: int  # every trial's first seed run to its train.epochs
     max_epochs: Optional[int]  # the common train.epochs; None when trials differ
     trial_time_s: float  # sum of start-to-finish times, startup included
     span_s: Optional[float]  # first start to last finish
 
     @property
     def saving(self) -> float:
-        return 1 - self.epochs_trained / self.epochs_budget if self.epochs_budget else 0.0
+        first_seeds = self.epochs_trained - self.further_seed_epochs
+        return 1 - first_seeds / self.epochs_budget if self.epochs_budget else 0.0
 
     @property
     def rejected_fraction(self) -> float:
@@ -97,9 +99,10 @@ def rank(rows: list[Row], directions: Sequence[str]) -> list[Row]:
 
 def summarize(rows: list[Row], duplicates: int = 0) -> StudyTotals:
     """Counts per state, and epochs trained against every trial trained to its train.epochs (a rejected trial
-    counts in that budget: without the rejection its epochs would have been trained). Duplicate asks are not
-    rows: they are only counted, as asks that repeated a configuration another trial holds."""
-    longest = max((r.epochs_trained for r in rows), default=0)
+    counts in that budget: without the rejection its epochs would have been trained). The saving compares first
+    seeds only; the further seeds of reseeded trials are spent on purpose and counted apart. Duplicate asks are
+    not rows: they are only counted, as asks that repeated a configuration another trial holds."""
+    longest = max((r.epochs_trained - r.further_seed_epochs for r in rows), default=0)
     maxima = {r.max_epochs or longest for r in rows}
     times = [(r.finished - r.started).total_seconds() for r in rows if r.started and r.finished]
     starts = [r.started for r in rows if r.started]
@@ -108,6 +111,7 @@ def summarize(rows: list[Row], duplicates: int = 0) -> StudyTotals:
     counts["duplicate"] = duplicates
     return StudyTotals(counts=counts, n_trials=len(rows),
                    epochs_trained=sum(r.epochs_trained for r in rows),
+                   further_seed_epochs=sum(r.further_seed_epochs for r in rows),
                    epochs_budget=sum(r.max_epochs or longest for r in rows),
                    max_epochs=maxima.pop() if len(maxima) == 1 else None, trial_time_s=sum(times),
                    span_s=(max(ends) - min(starts)).total_seconds() if starts and ends else None)

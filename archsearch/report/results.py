@@ -259,10 +259,13 @@ def sweep_cost(searches: Sequence[Search]) -> list[str]:
     # Only the Optuna 5 sweeper skips duplicates: no column of zeros for the studies from before it.
     states = [k for k in STATES if k != "duplicate"]
     skipped = any(s.counts["duplicate"] for s in summaries.values())
-    headers = ["study", "trials", *states, *(["duplicate asks (skipped)"] if skipped else []), "epochs trained", "of n x max", "saved", "sum of trials' wall_time_s",
-               "sum of trial times", "first start to last finish"]
+    reseeded = any(s.further_seed_epochs for s in summaries.values())  # likewise, only v3's studies reseed
+    headers = ["study", "trials", *states, *(["duplicate asks (skipped)"] if skipped else []), "epochs trained",
+               *(["of them, further seeds"] if reseeded else []), "of n x max", "saved",
+               "sum of trials' wall_time_s", "sum of trial times", "first start to last finish"]
     rows = [[name, str(s.n_trials), *(str(s.counts[k]) for k in states),
              *([str(s.counts["duplicate"])] if skipped else []), str(s.epochs_trained),
+             *([str(s.further_seed_epochs)] if reseeded else []),
              str(s.epochs_budget), f"{s.saving:.1%}", fmt_duration(sum(walls[name])) if walls[name] else "-",
              fmt_duration(s.trial_time_s), fmt_duration(s.span_s)]
             for name, s in summaries.items()]
@@ -272,7 +275,7 @@ def sweep_cost(searches: Sequence[Search]) -> list[str]:
     sources = "; ".join(f"{', '.join(names)} from `{url}`" for url, names in by_storage.items())
     return ["## Sweep cost", "", f"{sources}. Pruned trials stop early and rejected ones never train: \"saved\" is "
             "the share of n x max (every trial trained to its train.epochs) that pruning and rejection left "
-            "untrained; a duplicate ask, which repeated a configuration another trial holds, is not a trial here. A trial's `wall_time_s` is the time its job measured (trials that recorded "
+            "untrained, first seeds only (a reseeded trial's further seeds are counted apart); a duplicate ask, which repeated a configuration another trial holds, is not a trial here. A trial's `wall_time_s` is the time its job measured (trials that recorded "
             "one); trial times run from a trial's start to its finish in the storage, startup included.", "",
             md_table(headers, rows), ""]
 

@@ -30,7 +30,8 @@ class Row:
     test_curve: list[float] = field(default_factory=list)
     first_at_target: Optional[int] = None
     wall_s: Optional[float] = None
-    epochs_trained: int = 0
+    epochs_trained: int = 0  # every seed's: a reseeded trial (hydra.sweeper.reseed) trained more than one
+    further_seed_epochs: int = 0  # of those, the ones of seeds after the first
     max_epochs: Optional[int] = None  # train.epochs of the trial
     hparams: dict[str, Any] = field(default_factory=dict)
     overrides: list[str] = field(default_factory=list)
@@ -96,9 +97,11 @@ def trial_row(t: Any, target: float) -> Row:
     if wall is None and t.datetime_start and t.datetime_complete:
         wall = (t.datetime_complete - t.datetime_start).total_seconds()
     first = a["first_epoch_at_target"] if "first_epoch_at_target" in a else first_epoch_at(test, target)
+    trained = a.get("epochs_trained", len(steps))
+    further = max(0, trained - len(a.get("val_acc_per_epoch") or [])) if len(a.get("seeds") or []) > 1 else 0
     return Row(number=t.number, state=state, label=state_label(t), target=target, params=a.get("n_params"),
                macs=a.get("macs"), objective=objective, best_val=max(val, default=None), test_curve=test,
-               first_at_target=first, wall_s=wall, epochs_trained=a.get("epochs_trained", len(steps)),
+               first_at_target=first, wall_s=wall, epochs_trained=trained, further_seed_epochs=further,
                max_epochs=as_number(t.params.get("train.epochs", a.get("train.epochs")), int), hparams=dict(t.params),
                overrides=list(a.get("overrides") or []), started=t.datetime_start, finished=t.datetime_complete,
                trial=t)

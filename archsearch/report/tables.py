@@ -9,7 +9,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from archsearch.report.ranking import Review
+from archsearch.report.ranking import Review, StudyTotals
 from archsearch.report.rows import Row, param_keys
 
 TABLE_LABEL_CHARS = 48  # failure reasons are long; the csv/json/md keep them whole
@@ -124,13 +124,21 @@ def summary_lines(review: Review) -> list[str]:
     duplicates = s.counts["duplicate"]
     lines = [f"study {review.study!r} ({review.storage}), {' / '.join(review.directions)} "
              f"{' / '.join(review.objective_names)}: {s.n_trials} trials: {states}",
-             f"epochs trained: {s.epochs_trained} of {budget}: {s.saving:.1%} saved by pruning and rejection",
+             epochs_line(s, budget),
              f"rejected before training: {s.counts['rejected']} of {s.n_trials} ({s.rejected_fraction:.1%})"]
     if duplicates:
         lines.append(f"duplicate asks, skipped: {duplicates} (each repeated a configuration a trial already held; "
                      "never trained, and counted nowhere else)")
     return lines + [f"trial time: {fmt_duration(s.trial_time_s)} in total, "
                     f"{fmt_duration(s.span_s)} from first start to last finish"]
+
+
+def epochs_line(s: StudyTotals, budget: str) -> str:
+    saved = f"{s.saving:.1%} saved by pruning and rejection"
+    if not s.further_seed_epochs:
+        return f"epochs trained: {s.epochs_trained} of {budget}: {saved}"
+    return (f"epochs trained: {s.epochs_trained}: {s.epochs_trained - s.further_seed_epochs} by first seeds, of {budget} "
+            f"({saved}), and {s.further_seed_epochs} by the further seeds of top trials")
 
 
 def winner_lines(review: Review) -> list[str]:
@@ -177,6 +185,7 @@ def to_json(review: Review, plots: dict[str, Optional[str]], out: Path) -> str:
         "study": review.study, "storage": review.storage, "directions": review.directions,
         "objectives": review.objective_names, "target_acc": review.target, "max_params": review.budget,
         "summary": {"counts": s.counts, "n_trials": s.n_trials, "epochs_trained": s.epochs_trained,
+                    "further_seed_epochs": s.further_seed_epochs,
                     "epochs_budget": s.epochs_budget, "max_epochs": s.max_epochs, "saving": s.saving,
                     "rejected_fraction": s.rejected_fraction, "trial_time_s": s.trial_time_s, "span_s": s.span_s},
         "winner": None if w is None else {"trial": w.number,

@@ -328,6 +328,23 @@ def test_new_states_rank_and_count(tmp_path: Path) -> None:
     assert review_cli.write_report(review, tmp_path / "report", 10) == dict.fromkeys(PLOTS)
 
 
+def test_a_reseeded_trials_further_seeds_are_counted_apart(tmp_path: Path) -> None:
+    """A reseeded trial trained 2 x 10 epochs: the saving compares first seeds with n x max, so a sweep that
+    rejected one trial of three still says it saved a third; the 10 further epochs are named, not hidden."""
+    reseeded = {**done(0.9945, 0.9952, 18000, seeds=[1, 2], seed_objectives=[0.9952, 0.9948]),
+                "epochs_trained": 2 * MAX_EPOCHS}
+    url = make_study(tmp_path / "reseed.db", "reseed", [
+        ("COMPLETE", 0.9950, 8, 0.05, None, reseeded),
+        ("COMPLETE", 0.9940, 12, 0.03, None, done(0.9941, 0.9942, 9000)),
+        ("PRUNED", None, 14, 0.1, None, dict(status="rejected", reason="model has 21,000 params", n_params=21000))])
+    s = review_study(load_study(open_readonly(url), "reseed", url), url, None).summary
+    assert (s.epochs_trained, s.further_seed_epochs, s.epochs_budget) == (30, 10, 3 * MAX_EPOCHS)
+    assert round(s.saving, 4) == round(1 / 3, 4)
+    assert summary_lines(review_study(load_study(open_readonly(url), "reseed", url), url, None))[1] == (
+        "epochs trained: 30: 20 by first seeds, of 3 x 10 = 30 (33.3% saved by pruning and rejection), "
+        "and 10 by the further seeds of top trials")
+
+
 def test_the_front_ranks_on_validation_never_on_test(tmp_path: Path) -> None:
     trials = [("COMPLETE", 0.9940, 12, 0.03, None, done(0.9941, 0.9942, 9000)),
               # the best test accuracy of the study, but a lower validation objective and more params
