@@ -559,7 +559,7 @@ class SweeperLogic(Sweeper):
         if floor is not None and not 0 <= floor <= 1:
             raise ConfigError(f"hydra.sweeper.reseed.min_objective={floor}: must be in [0, 1] or null")
         if self.reseed.top and floor is not None and self.directions != ["maximize"]:
-            raise ConfigError(f"hydra.sweeper.reseed.min_objective={self.reseed.min_objective}: a floor for a "
+            raise ConfigError(f"hydra.sweeper.reseed.min_objective={floor}: a floor for a "
                               f"maximized objective; this sweep is {self.directions[0]} (set it to null)")
         cfg, candidates, model_searched = self._check_values(arguments)
         if "val_acc" in cfg.objectives and not cfg.data.val_size:
