@@ -34,9 +34,12 @@ class StudyTotals:
     span_s: Optional[float]  # first start to last finish
 
     @property
+    def first_seed_epochs(self) -> int:
+        return self.epochs_trained - self.further_seed_epochs
+
+    @property
     def saving(self) -> float:
-        first_seeds = self.epochs_trained - self.further_seed_epochs
-        return 1 - first_seeds / self.epochs_budget if self.epochs_budget else 0.0
+        return 1 - self.first_seed_epochs / self.epochs_budget if self.epochs_budget else 0.0
 
     @property
     def rejected_fraction(self) -> float:

@@ -137,7 +137,7 @@ def epochs_line(s: StudyTotals, budget: str) -> str:
     saved = f"{s.saving:.1%} saved by pruning and rejection"
     if not s.further_seed_epochs:
         return f"epochs trained: {s.epochs_trained} of {budget}: {saved}"
-    return (f"epochs trained: {s.epochs_trained}: {s.epochs_trained - s.further_seed_epochs} by first seeds, of {budget} "
+    return (f"epochs trained: {s.epochs_trained}: {s.first_seed_epochs} by first seeds, of {budget} "
             f"({saved}), and {s.further_seed_epochs} by the further seeds of top trials")
 
 
