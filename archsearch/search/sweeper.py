@@ -8,7 +8,8 @@ loop on Optuna's public API, because the plugin's loop cannot:
 - skip a configuration the study already holds (a resumed sweep, a second worker);
 - stop on a budget of trained epochs or minutes, and print the sweep's progress;
 - fail, before any trial, on what would make every trial fail (the pre-flight below);
-- keep the heartbeats of queued jobs, fail stale trials, and fail its own on Ctrl-C, SIGTERM or SIGHUP.
+- keep the heartbeats of queued jobs, fail stale trials, and fail its own on Ctrl-C, SIGTERM or SIGHUP;
+- run again, first, a trial that a stop or a lost worker failed (its configuration was never judged).
 """
 
 import logging
@@ -63,6 +64,9 @@ class ArchSearchSweeperConf(OptunaSweeperConf):
     warmup_epochs: int = 1  # no trial is pruned before this epoch (the pruners' configs read it)
     budget: BudgetConf = field(default_factory=BudgetConf)
     reseed: ReseedConf = field(default_factory=ReseedConf)
+    # How many times a trial failed by a stop or a lost worker is run again (each retry then counts as one
+    # more such trial): the next sweep of the study queues its parameters before asking the sampler.
+    retry_lost: int = 1
     direction: Any = "maximize"
 
 
@@ -193,7 +197,7 @@ class SweeperLogic(Sweeper):
 
     def __init__(self, sampler: Any, pruner: Any, direction: Any, storage: Optional[str], study_name: Optional[str],
                  n_trials: int, n_jobs: int, max_failure_rate: float, params: Optional[DictConfig], budget: Any,
-                 reseed: Any = None, warmup_epochs: int = 1, search_space: Any = None,
+                 reseed: Any = None, retry_lost: int = 1, warmup_epochs: int = 1, search_space: Any = None,
                  custom_search_space: Optional[str] = None) -> None:
         # warmup_epochs is read by the pruner configs, through interpolation
         if search_space is not None or custom_search_space is not None:
@@ -207,6 +211,7 @@ class SweeperLogic(Sweeper):
         self.params = params or {}
         self.budget_cfg = budget
         self.reseed = reseed if reseed is not None else OmegaConf.structured(ReseedConf)
+        self.retry_lost = retry_lost
         self.batch: List[int] = []  # storage ids of the trials being run, for heartbeats
         self.ids: Dict[int, int] = {}  # trial number -> storage id, for the trials this run asked
         self.job_idx = 0
@@ -227,6 +232,7 @@ class SweeperLogic(Sweeper):
         storage = self._preflight(arguments)
         study = self._create_study(storage)
         distributions, fixed = self._search_space(arguments)
+        self._queue_retries(study, distributions)
         budget = Budget(self.n_trials, self.budget_cfg.epochs, self.budget_cfg.minutes,
                         confirm_seeds=self.budget_cfg.confirm_seeds)
         sampler = getattr(study.sampler, "wrapped", study.sampler)
@@ -328,6 +334,35 @@ class SweeperLogic(Sweeper):
             study.tell(trial, state=optuna.trial.TrialState.FAIL)
             log.info(f"trial #{trial.number}: same configuration as #{same}; not trained, asking again")
         return None
+
+    def _queue_retries(self, study: Any, distributions: Dict[str, Any]) -> None:
+        """Queue, ahead of the sampler's asks, each trial that a stop or a lost worker failed and that has no
+        retry yet, up to retry_lost times per configuration. Queued as Optuna's RetryHeartbeatStaleTrialCallback
+        does (a WAITING trial with the params and system attrs failed_trial and retry_history), so that Optuna's
+        own helpers read it; not with study.enqueue_trial, which marks a trial queued by hand. Only a trial of
+        this search space: another space's params would not fit its distributions."""
+        import optuna
+
+        from archsearch.search.trial import was_lost
+
+        if not self.retry_lost:
+            return
+        trials = study.get_trials(deepcopy=False)
+        retried = {t.system_attrs["retry_history"][-1] for t in trials if t.system_attrs.get("retry_history")}
+        for t in trials:
+            if not was_lost(t) or t.number in retried:
+                continue
+            history = [*t.system_attrs.get("retry_history", []), t.number]
+            if len(history) > self.retry_lost:
+                continue
+            if t.distributions != distributions:
+                log.info(f"trial #{t.number} was lost, but not run again: its search space is not this sweep's")
+                continue
+            study.add_trial(optuna.trial.create_trial(
+                state=optuna.trial.TrialState.WAITING, params=t.params, distributions=t.distributions,
+                system_attrs={"failed_trial": history[0], "retry_history": history}))
+            log.info(f"trial #{t.number} was lost ({t.user_attrs.get('reason') or 'no heartbeat'}): "
+                     "queued to run again first")
 
     def _config_key(self, overrides: List[str]) -> Optional[str]:
         """What the trial would train (archsearch/core/config.py, configuration_key), from its composed config; None where
@@ -544,6 +579,9 @@ class SweeperLogic(Sweeper):
         for key in ("n_trials", "n_jobs"):
             if not isinstance(getattr(self, key), int) or getattr(self, key) < 1:
                 raise ConfigError(f"hydra.sweeper.{key}={getattr(self, key)}: must be >= 1")
+        if not isinstance(self.retry_lost, int) or self.retry_lost < 0:
+            raise ConfigError(f"hydra.sweeper.retry_lost={self.retry_lost!r}: must be a whole number >= 0 "
+                              "(0: never run a lost trial again)")
         _positive("budget.epochs", self.budget_cfg.epochs, int)
         _positive("budget.minutes", self.budget_cfg.minutes, float)
         if not isinstance(self.budget_cfg.confirm_seeds, int) or self.budget_cfg.confirm_seeds < 0:

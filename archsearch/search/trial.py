@@ -24,6 +24,22 @@ def lost_reason() -> str:
     return f"worker lost: no heartbeat for over {heartbeat_timing()[1]} s (killed, or its machine went away)"
 
 
+LOST_REASONS = ("interrupted", "terminated", "worker lost", "the sweep stopped")  # signals.describe, lost_reason
+
+
+def was_lost(trial: Any) -> bool:
+    """Whether a trial failed through no fault of its configuration: a stop, or a worker that died (a trial
+    Optuna failed for want of heartbeats keeps whatever status its job last wrote, never `failed`)."""
+    import optuna
+
+    if trial.state != optuna.trial.TrialState.FAIL:
+        return False
+    status = trial.user_attrs.get(STATUS)
+    if status == "failed":
+        return str(trial.user_attrs.get(REASON, "")).startswith(LOST_REASONS)
+    return status != "duplicate"
+
+
 def report_stale(study: Any, trial: Any) -> None:
     """Optuna's callback for a trial it fails for want of heartbeats: say which, and why."""
     log.warning(f"failed stale trial #{trial.number}: {trial.user_attrs.get(REASON) or lost_reason()}")

@@ -82,6 +82,9 @@ SWEEP_CASES = {
                                       "hydra.sweeper.direction=minimize", "objectives=[params]"],
                                      r"^error: hydra\.sweeper\.reseed\.min_objective=0\.99: a floor for a maximized "
                                      r"objective; this sweep is minimize \(set it to null\)$"),
+    "retry-lost-negative": (["hydra.sweeper.retry_lost=-1"],
+                            r"^error: hydra\.sweeper\.retry_lost=-1: must be a whole number >= 0 \(0: never run a "
+                            r"lost trial again\)$"),
     "storage-unreachable": (["hydra.sweeper.storage=postgresql://nobody@127.0.0.1:1/x"],
                             r"hydra\.sweeper\.storage='postgresql://nobody@127\.0\.0\.1:1/x': cannot be opened"),
 }

@@ -198,6 +198,10 @@ def test_sigterm_and_sighup_fail_the_running_trials_at_once_and_the_sweep_goes_o
     new = [t for t in trials(tmp_path)[len(study):] if t.user_attrs.get("status") != "duplicate"]
     assert [t.state for t in new] == [COMPLETE] * 2
     assert finished_trial_files(tmp_path).items() >= kept.items()  # earlier results, byte for byte
+    # Each stopped trial's configuration was never judged: it ran again first, with its parameters.
+    retries = {t.system_attrs["failed_trial"]: t for t in new if "failed_trial" in t.system_attrs}
+    assert sorted(retries) == [t.number for t in stopped]
+    assert all(retries[t.number].params == t.params for t in stopped)
 
 
 def submitit_job_pid(cwd: Path) -> int | None:
@@ -263,3 +267,58 @@ def test_a_stopped_sweep_keeps_what_its_jobs_finished_and_fails_the_rest_with_ho
         "terminated (SIGTERM) during epoch 2", "terminated (SIGTERM) before its job finished, after epoch 2",
         "terminated (SIGTERM) before its job started"]
     assert all(t.user_attrs["status"] == "failed" for t in after[2:])
+
+
+def test_trials_lost_to_a_stop_or_a_dead_worker_are_queued_once_to_run_again(tmp_path: Path) -> None:
+    # Each way a trial can end, and which of them the next sweep runs again: only those whose configuration
+    # was never judged, each once (retry_lost=1), and only where it fits this sweep's search space.
+    from hydra_plugins.archsearch_sweeper.archsearch_sweeper import ArchSearchSweeper
+
+    space = {"optim.lr": optuna.distributions.FloatDistribution(0.01, 0.1)}
+    study = optuna.create_study(study_name="t", storage=f"sqlite:///{tmp_path}/optuna.db", direction="maximize")
+    ends = {"complete": ("complete", None), "diverged": ("failed", "diverged: loss nan at epoch 1"),
+            "duplicate": ("duplicate", "same configuration as #0"),
+            "terminated": ("failed", "terminated (SIGTERM) while training seed 2 during epoch 7"),
+            "interrupted": ("failed", "interrupted (SIGINT) during epoch 2"),
+            "killed-in-seed-2": ("complete", None),  # its first seed had ended; then no heartbeat, failed stale
+            "worker-lost": (None, "worker lost: no heartbeat for over 60 s"),
+            "other-space": ("failed", "terminated (SIGTERM) during epoch 1")}
+    numbers = {}
+    for name, (status, reason) in ends.items():
+        trial = study.ask({"optim.lr": optuna.distributions.FloatDistribution(0.01, 0.2 if name == "other-space"
+                                                                              else 0.1)})
+        for key, value in (("status", status), ("reason", reason)):
+            if value is not None:
+                trial.set_user_attr(key, value)
+        if name == "complete":
+            study.tell(trial, 0.9)
+        else:
+            study.tell(trial, state=FAIL)
+        numbers[name] = trial.number
+    sweeper = ArchSearchSweeper.__new__(ArchSearchSweeper)
+
+    sweeper.retry_lost = 0
+    sweeper._queue_retries(study, space)
+    assert len(study.get_trials()) == len(ends)  # retries off: nothing queued
+
+    sweeper.retry_lost = 1
+    for _ in range(2):  # a second sweep, or a second worker starting, queues nothing more
+        sweeper._queue_retries(study, space)
+    queued = study.get_trials(states=[optuna.trial.TrialState.WAITING])
+    lost = [numbers[k] for k in ("terminated", "interrupted", "killed-in-seed-2", "worker-lost")]
+    assert [t.system_attrs["failed_trial"] for t in queued] == lost
+    assert [t.system_attrs["retry_history"] for t in queued] == [[n] for n in lost]
+    assert "fixed_params" not in queued[0].system_attrs  # not a trial queued by hand (RESULTS.md tells those)
+
+    # The next ask runs the first of them, with its parameters; lost again, it is not queued a third time.
+    retry = study.ask(space)
+    assert retry.params == study.trials[numbers["terminated"]].params
+    retry.set_user_attr("status", "failed")
+    retry.set_user_attr("reason", "terminated (SIGTERM) during epoch 3")
+    study.tell(retry, state=FAIL)
+    sweeper._queue_retries(study, space)
+    assert len(study.get_trials(states=[optuna.trial.TrialState.WAITING])) == len(lost) - 1
+    sweeper.retry_lost = 2
+    sweeper._queue_retries(study, space)
+    again = study.get_trials(states=[optuna.trial.TrialState.WAITING])[-1]
+    assert again.system_attrs["retry_history"] == [numbers["terminated"], retry.number]
