@@ -62,6 +62,9 @@ def state_label(t: Any) -> str:
     state, reason = trial_state(t), t.user_attrs.get("reason")
     if state == "pruned":
         return f"pruned at epoch {t.user_attrs.get('pruned_at_epoch') or max(t.intermediate_values, default='?')}"
+    if t.state.name == "WAITING":  # a lost trial queued to run again (archsearch/search/sweeper.py), or by hand
+        lost = t.system_attrs.get("failed_trial")
+        return "queued" if lost is None else f"queued to run again: #{lost} was lost"
     if state == "running":
         return f"running, {len(t.intermediate_values)} epochs done" if t.intermediate_values else "running"
     if state in ("rejected", "duplicate", "failed") and reason:

@@ -152,6 +152,8 @@ def more_seeds(cfg: DictConfig, result: RunResult, out_dir: Optional[Path], link
     """Train seeds cfg.seed + 1, ... of the trial in <run dir>/seed_<k>, then make its objective the mean over
     its seeds. A seed that would overrun the sweep's budget is not started; the trial keeps the seeds it has,
     saying why."""
+    from archsearch.search.trial import lost_reason
+
     objectives, dirs, epochs, note = [result.objective], [str(out_dir)], len(result.epochs), None
     started = time.perf_counter()
     first_s = sum(e["seconds"] for e in result.epochs)
@@ -168,6 +170,8 @@ def more_seeds(cfg: DictConfig, result: RunResult, out_dir: Optional[Path], link
         seed_cfg.seed = cfg.seed + k
         seed_dir = None if out_dir is None else out_dir / f"seed_{seed_cfg.seed}"
         log.info(f"in the study's top {cfg.reseed.top}: training seed {seed_cfg.seed} too, in {seed_dir}")
+        # The first seed's end cleared what the trial says if its worker dies: say it again, with the seed.
+        link.record(reason=f"{lost_reason()} while training seed {seed_cfg.seed}")
         again = train(seed_cfg, seed_dir, FurtherSeedCallbacks(link, seed_cfg.seed))
         objectives.append(again.objective)
         dirs.append(str(seed_dir))
@@ -175,7 +179,7 @@ def more_seeds(cfg: DictConfig, result: RunResult, out_dir: Optional[Path], link
     result.objective = sum(objectives) / len(objectives)
     link.record(objective=result.objective, seed_objectives=objectives, seeds=list(range(cfg.seed, cfg.seed + len(
         objectives))), seed_run_dirs=dirs, epochs_trained=epochs, reseed_note=note,
-        reseed_wall_time_s=time.perf_counter() - started)
+        reseed_wall_time_s=time.perf_counter() - started, reason=None)
 
 
 def _share_cores(cfg: DictConfig) -> None:

@@ -285,6 +285,10 @@ WORKER_LOST = "worker lost: no heartbeat for over 60 s (killed, or its machine w
     ("FAIL", {"status": "duplicate", "reason": "same configuration as #2"}, "duplicate",
      "duplicate: same configuration as #2"),
     ("FAIL", {"status": "running", "reason": WORKER_LOST}, "failed", f"failed: {WORKER_LOST}"),
+    # a worker that died in a further seed: Optuna failed it stale after the first seed's `complete`
+    ("FAIL", {"status": "complete", "reason": f"{WORKER_LOST} while training seed 2"}, "failed",
+     f"failed: {WORKER_LOST} while training seed 2"),
+    ("WAITING", {}, "running", "queued"),
     # no record, or a record Optuna has not caught up with: Optuna's state decides
     ("FAIL", {}, "failed", "failed (stale/killed)"),
     ("RUNNING", {"status": "complete"}, "running", "running"),
@@ -294,6 +298,12 @@ WORKER_LOST = "worker lost: no heartbeat for over 60 s (killed, or its machine w
 def test_trial_state_reads_the_status_record_first(state: str, attrs: dict, expected: str, label: str) -> None:
     t = trial(state, value=0.99 if state == "COMPLETE" else None, **attrs)
     assert (trial_state(t), state_label(t)) == (expected, label)
+
+
+def test_a_lost_trial_queued_to_run_again_says_which() -> None:
+    t = trial("WAITING")
+    t.system_attrs = {"failed_trial": 15, "retry_history": [15]}  # as the sweeper queues it
+    assert (trial_state(t), state_label(t)) == ("running", "queued to run again: #15 was lost")
 
 
 # As the Optuna 5 sweeper tells them: pruned and rejected trials PRUNED, failed and duplicate ones FAIL.

@@ -322,3 +322,30 @@ def test_trials_lost_to_a_stop_or_a_dead_worker_are_queued_once_to_run_again(tmp
     sweeper._queue_retries(study, space)
     again = study.get_trials(states=[optuna.trial.TrialState.WAITING])[-1]
     assert again.system_attrs["retry_history"] == [numbers["terminated"], retry.number]
+
+
+@pytest.mark.slow  # two sweeps and a heartbeat's grace: about a minute on 2 cores
+def test_a_worker_killed_in_a_further_seed_leaves_a_trial_that_says_so_and_runs_again(tmp_path: Path,
+                                                                                        start_sweep) -> None:
+    # One trial, in the top by itself, so it trains seed 2; SIGKILL once seed 2 has started its first epoch.
+    args = [*SHORT_SWEEP, "hydra.sweeper.n_trials=1", "hydra.sweeper.reseed.top=1", "hydra.sweeper.reseed.seeds=2"]
+    proc, log = start_sweep("first", args)
+    deadline = time.monotonic() + 240
+    while "training seed 2 too" not in log.read_text():
+        assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+        time.sleep(0.1)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=60)
+    killed_at = time.monotonic()
+    [killed] = trials(tmp_path)
+    assert killed.state == RUNNING and killed.user_attrs["status"] == "complete"  # its first seed's record
+
+    # Once the grace has passed, the next sweep fails it with why and which seed, and runs it again first.
+    time.sleep(max(0.0, killed_at + 3.5 - time.monotonic()))
+    again = run_entry("run.py", args, cwd=tmp_path, env=FAST_GRACE)
+    assert again.returncode == 0, again.stderr[-3000:]
+    killed, retry = trials(tmp_path)
+    assert killed.state == FAIL
+    assert re.fullmatch(r"worker lost: no heartbeat for over 2 s .* while training seed 2", killed.user_attrs["reason"])
+    assert retry.system_attrs["failed_trial"] == killed.number and retry.params == killed.params
+    assert retry.state == COMPLETE and retry.user_attrs["seeds"] == [1, 2] and retry.user_attrs["reason"] is None
