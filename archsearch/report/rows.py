@@ -59,12 +59,18 @@ def trial_state(t: Any) -> str:
 
 
 def state_label(t: Any) -> str:
+    """The trial's state in words, with why it ended; a retry of a lost trial (archsearch/search/sweeper.py) says so."""
+    label = _end_label(t)
+    lost = t.system_attrs.get("failed_trial")
+    return label if lost is None else f"{label}, retry of #{lost}"
+
+
+def _end_label(t: Any) -> str:
     state, reason = trial_state(t), t.user_attrs.get("reason")
     if state == "pruned":
         return f"pruned at epoch {t.user_attrs.get('pruned_at_epoch') or max(t.intermediate_values, default='?')}"
-    if t.state.name == "WAITING":  # a lost trial queued to run again (archsearch/search/sweeper.py), or by hand
-        lost = t.system_attrs.get("failed_trial")
-        return "queued" if lost is None else f"queued to run again: #{lost} was lost"
+    if t.state.name == "WAITING":  # asked for by a retry or study.enqueue_trial, not started yet
+        return "queued"
     if state == "running":
         return f"running, {len(t.intermediate_values)} epochs done" if t.intermediate_values else "running"
     if state in ("rejected", "duplicate", "failed") and reason:

@@ -300,10 +300,14 @@ def test_trial_state_reads_the_status_record_first(state: str, attrs: dict, expe
     assert (trial_state(t), state_label(t)) == (expected, label)
 
 
-def test_a_lost_trial_queued_to_run_again_says_which() -> None:
-    t = trial("WAITING")
+@pytest.mark.parametrize("state, attrs, label", [
+    ("WAITING", {}, "queued, retry of #15"),
+    ("COMPLETE", {"status": "complete"}, "complete, retry of #15"),
+])
+def test_a_retry_of_a_lost_trial_says_which(state: str, attrs: dict, label: str) -> None:
+    t = trial(state, value=0.99 if state == "COMPLETE" else None, **attrs)
     t.system_attrs = {"failed_trial": 15, "retry_history": [15]}  # as the sweeper queues it
-    assert (trial_state(t), state_label(t)) == ("running", "queued to run again: #15 was lost")
+    assert state_label(t) == label
 
 
 # As the Optuna 5 sweeper tells them: pruned and rejected trials PRUNED, failed and duplicate ones FAIL.
