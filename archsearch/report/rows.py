@@ -9,7 +9,7 @@ from typing import Any, Callable, Optional, Sequence
 
 from archsearch.core.errors import ConfigError
 from archsearch.core.records import first_epoch_at
-from archsearch.search.trial import STATUS
+from archsearch.search.trial import RETRY_OF, STATUS
 
 STATES = ("complete", "pruned", "running", "rejected", "duplicate", "failed")  # leaderboard order
 BASELINE_GLOBS = ("outputs/confirm/baseline/seed_*/metrics.json", "outputs/runs/*baseline*/metrics.json")
@@ -61,7 +61,7 @@ def trial_state(t: Any) -> str:
 def state_label(t: Any) -> str:
     """The trial's state in words, with why it ended; a retry of a lost trial (archsearch/search/sweeper.py) says so."""
     label = _end_label(t)
-    lost = t.system_attrs.get("failed_trial")
+    lost = t.system_attrs.get(RETRY_OF)
     return label if lost is None else f"{label}, retry of #{lost}"
 
 

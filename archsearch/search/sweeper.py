@@ -343,7 +343,7 @@ class SweeperLogic(Sweeper):
         this search space: another space's params would not fit its distributions."""
         import optuna
 
-        from archsearch.search.trial import was_lost
+        from archsearch.search.trial import RETRY_OF, was_lost
 
         if not self.retry_lost:
             return
@@ -360,7 +360,7 @@ class SweeperLogic(Sweeper):
                 continue
             study.add_trial(optuna.trial.create_trial(
                 state=optuna.trial.TrialState.WAITING, params=t.params, distributions=t.distributions,
-                system_attrs={"failed_trial": history[0], "retry_history": history}))
+                system_attrs={RETRY_OF: history[0], "retry_history": history}))
             log.info(f"trial #{t.number} was lost ({t.user_attrs.get('reason') or 'no heartbeat'}): "
                      "queued to run again first")
 

@@ -24,6 +24,7 @@ def lost_reason() -> str:
     return f"worker lost: no heartbeat for over {heartbeat_timing()[1]} s (killed, or its machine went away)"
 
 
+RETRY_OF = "failed_trial"  # system attr of a retry: the lost trial it runs again, as Optuna's retry callback names it
 LOST_REASONS = ("interrupted", "terminated", "worker lost", "the sweep stopped")  # signals.describe, lost_reason
 
 
