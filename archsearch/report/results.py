@@ -276,8 +276,10 @@ def sweep_cost(searches: Sequence[Search]) -> list[str]:
     sources = "; ".join(f"{', '.join(names)} from `{url}`" for url, names in by_storage.items())
     return ["## Sweep cost", "", f"{sources}. Pruned trials stop early and rejected ones never train: \"saved\" is "
             "the share of n x max (every trial trained to its train.epochs) that pruning and rejection left "
-            "untrained, first seeds only (a reseeded trial's further seeds are counted apart); a duplicate ask, which repeated a configuration another trial holds, is not a trial here. A trial's `wall_time_s` is the time its job measured (trials that recorded "
-            "one); trial times run from a trial's start to its finish in the storage, startup included.", "",
+            "untrained, first seeds only (a reseeded trial's further seeds are counted apart); a duplicate ask, "
+            "which repeated a configuration another trial holds, is not a trial here. A trial's `wall_time_s` is "
+            "the time its job measured (trials that recorded one); trial times run from a trial's start to its "
+            "finish in the storage, startup included.", "",
             md_table(headers, rows), ""]
 
 
