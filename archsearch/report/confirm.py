@@ -235,6 +235,19 @@ def last_text(m: dict[str, Any]) -> str:
     return f"last {len(last)} test {' / '.join(fmt_pct(a) for a in last)}, min {fmt_pct(min(last, default=None))}"
 
 
+def train_to_end(command: list[str]) -> subprocess.CompletedProcess:
+    """subprocess.run, except that on a Ctrl-C or SIGTERM here the run is killed and waited for: subprocess.run
+    only kills it, so on a loaded machine the training could still be there after this command has exited."""
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
+        try:
+            out, err = proc.communicate()
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            raise
+    return subprocess.CompletedProcess(command, proc.returncode, out, err)
+
+
 def run_seed(f: Finalist, seed: int, confirm_dir: Path) -> None:
     """Train one seed unless it is finished; one line before and one after."""
     run_dir = f.run_dir(confirm_dir, seed)
@@ -248,7 +261,7 @@ def run_seed(f: Finalist, seed: int, confirm_dir: Path) -> None:
     metrics_path.unlink(missing_ok=True)  # so that a run that dies before writing one cannot pass for finished
     print(f"  {f.name} seed {seed}: {again} in {run_dir} (log: {run_dir / 'run.log'})", flush=True)
     started = time.monotonic()
-    done_run = subprocess.run(f.command(confirm_dir, seed), capture_output=True, text=True)
+    done_run = train_to_end(f.command(confirm_dir, seed))
     took = fmt_duration(time.monotonic() - started)
     if done_run.returncode == 130:
         raise KeyboardInterrupt

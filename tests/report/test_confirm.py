@@ -9,11 +9,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from conftest import DATA, ROOT, TINY, compose, run_entry, sigint_as_at_a_terminal
-from archsearch.report.confirm import training_overrides
+from archsearch.report.confirm import train_to_end, training_overrides
 from archsearch.report.acceptance import find_experiments
 from archsearch.report.rows import Row
 
@@ -189,16 +190,40 @@ def test_ctrl_c_exits_130(lab: Path, tmp_path: Path) -> None:
         for line in proc.stdout:
             if "seed 1: training" in line:
                 break
+        deadline = time.monotonic() + 60  # interrupted while it trains, not while it starts the run
+        while not list(tmp_path.glob("*/seed_1/run.log")) and time.monotonic() < deadline:
+            time.sleep(0.1)
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=60)
     finally:
         proc.kill()
     assert proc.returncode == 130 and err.strip().splitlines()[-1] == "interrupted", err
     assert not list(tmp_path.glob("*/seed_1/metrics.json"))  # the run was stopped before it finished
-    deadline = time.monotonic() + 10  # the killed child may take a moment to go under load
-    while subprocess.run(["pgrep", "-f", f"hydra.run.dir={tmp_path}"], capture_output=True).returncode == 0:
-        assert time.monotonic() < deadline, "the run is left running"
-        time.sleep(0.2)
+    left = subprocess.run(["pgrep", "-f", f"hydra.run.dir={tmp_path}"], capture_output=True, text=True)
+    assert left.returncode == 1, f"the run is left running: {left.stdout}"
+
+
+def test_an_interrupted_run_is_gone_before_the_interrupt_goes_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    started: list[subprocess.Popen] = []
+
+    class Recorded(subprocess.Popen):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            started.append(self)
+
+    def ctrl_c(*_: Any) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(subprocess, "Popen", Recorded)
+    before = signal.signal(signal.SIGALRM, ctrl_c)
+    try:  # the run, once started, interrupts this process alone, then sleeps on
+        with pytest.raises(KeyboardInterrupt):
+            train_to_end([sys.executable, "-c",
+                          "import os, signal, time; os.kill(os.getppid(), signal.SIGALRM); time.sleep(60)"])
+    finally:
+        signal.signal(signal.SIGALRM, before)
+    with pytest.raises(ChildProcessError):  # reaped: neither running nor a zombie left to this process
+        os.waitpid(started[0].pid, os.WNOHANG)
 
 
 @pytest.fixture(scope="module")
