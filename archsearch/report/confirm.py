@@ -235,7 +235,7 @@ def last_text(m: dict[str, Any]) -> str:
     return f"last {len(last)} test {' / '.join(fmt_pct(a) for a in last)}, min {fmt_pct(min(last, default=None))}"
 
 
-def train_to_end(command: list[str]) -> subprocess.CompletedProcess:
+def run_reaped(command: list[str]) -> subprocess.CompletedProcess:
     """subprocess.run, except that on a Ctrl-C or SIGTERM here the run is killed and waited for: subprocess.run
     only kills it, so on a loaded machine the training could still be there after this command has exited."""
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
@@ -261,7 +261,7 @@ def run_seed(f: Finalist, seed: int, confirm_dir: Path) -> None:
     metrics_path.unlink(missing_ok=True)  # so that a run that dies before writing one cannot pass for finished
     print(f"  {f.name} seed {seed}: {again} in {run_dir} (log: {run_dir / 'run.log'})", flush=True)
     started = time.monotonic()
-    done_run = train_to_end(f.command(confirm_dir, seed))
+    done_run = run_reaped(f.command(confirm_dir, seed))
     took = fmt_duration(time.monotonic() - started)
     if done_run.returncode == 130:
         raise KeyboardInterrupt

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from conftest import DATA, ROOT, TINY, compose, run_entry, sigint_as_at_a_terminal
-from archsearch.report.confirm import train_to_end, training_overrides
+from archsearch.report.confirm import run_reaped, training_overrides
 from archsearch.report.acceptance import find_experiments
 from archsearch.report.rows import Row
 
@@ -218,7 +218,7 @@ def test_an_interrupted_run_is_gone_before_the_interrupt_goes_on(monkeypatch: py
     before = signal.signal(signal.SIGALRM, ctrl_c)
     try:  # the run, once started, interrupts this process alone, then sleeps on
         with pytest.raises(KeyboardInterrupt):
-            train_to_end([sys.executable, "-c",
+            run_reaped([sys.executable, "-c",
                           "import os, signal, time; os.kill(os.getppid(), signal.SIGALRM); time.sleep(60)"])
     finally:
         signal.signal(signal.SIGALRM, before)
