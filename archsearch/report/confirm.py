@@ -49,7 +49,7 @@ from typing import Any, NoReturn, Optional, Sequence
 from archsearch.core.config import MACHINE_KEYS
 from archsearch.core.defaults import CONF, ROOT, sweep_defaults
 from archsearch.core.errors import ConfigError
-from archsearch.report.experiment import RUNTIME_KEYS, experiment_yaml, save_experiment
+from archsearch.report.experiment import RUNTIME_KEYS, experiment_yaml, finalist_name, save_experiment
 from archsearch.report.ranking import Review, review_study
 from archsearch.report.acceptance import LAST, Experiment, read_run
 from archsearch.report.rows import Row, read_metrics
@@ -187,10 +187,9 @@ def finalists(review: Review, top: int, extras: Sequence[str], extra_keys: set[s
                 raise ConfigError(f"--trials: #{n} of study {review.study!r}: {why}; only complete trials can be "
                                   "confirmed")
         complete = [by_number[n] for n in numbers]
-    stem = re.sub(r"[^A-Za-z0-9_-]", "_", review.study)
     chosen = []
     for row in complete[:top] if numbers is None else complete:
-        name = f"{stem}_t{row.number}"
+        name = finalist_name(review.study, row.number)
         experiment_yaml(row, name, review)  # no overrides record, or an +experiment= trial: fails now, not later
         chosen.append(Finalist(row, name, training_overrides(row, extras, extra_keys)))
     return chosen

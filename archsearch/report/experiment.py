@@ -12,6 +12,17 @@ from archsearch.report.ranking import Review
 from archsearch.report.rows import Row
 from archsearch.report.tables import trial_text
 
+
+def study_stem(study: str) -> str:
+    """The study's name made safe for a file or directory name."""
+    return re.sub(r"[^A-Za-z0-9_-]", "_", study)
+
+
+def finalist_name(study: str, number: int) -> str:
+    """<study>_t<number>: the finalist's model.name, run directory and experiment name."""
+    return f"{study_stem(study)}_t{number}"
+
+
 # What only the search used (its split, subsets, objectives, trial bookkeeping) and where or how a trial ran: a
 # confirmation run sets its own.
 RUNTIME_KEYS = {*MACHINE_KEYS, "trial", "objectives", "data.train_subset", "data.test_subset", "data.val_size"}

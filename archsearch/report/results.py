@@ -19,7 +19,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from types import MappingProxyType
+from typing import Any, Mapping, Optional, Sequence
 
 from archsearch.core.defaults import ROOT, sweep_defaults
 from archsearch.core.errors import StorageError
@@ -39,6 +40,7 @@ from archsearch.report.plots import (
     reference_lines,
     save_figure,
 )
+from archsearch.report.experiment import finalist_name, study_stem
 from archsearch.report.pruning_evidence import EpochEvidence, pruning_evidence
 from archsearch.report.ranking import Review, review_study
 from archsearch.report.rows import STATES, Row, as_number, trial_state
@@ -60,6 +62,11 @@ TARGETS = (("required", 20_000, 20), ("goal", 6_000, 19), ("stretch", 4_000, 19)
 
 
 # ---------------------------------------------------------------- the report
+
+def link(path: Path, out: Path) -> str:
+    """`path` as RESULTS.md at `out` refers to it."""
+    return Path(os.path.relpath(path, out.parent)).as_posix()
+
 
 def machine() -> str:
     """CPU model and core count of this machine, for the line that says where wall times were measured."""
@@ -302,8 +309,7 @@ def searches_section(searches: Sequence[Search], plot_path: Optional[Path], out:
              "images.",
              "", md_table(headers, rows), ""]
     if plot_path is not None:
-        lines += [f"![best objective vs epochs trained]({Path(os.path.relpath(plot_path, out.parent)).as_posix()})",
-                  ""]
+        lines += [f"![best objective vs epochs trained]({link(plot_path, out)})", ""]
     for s in searches:
         w, running = s.winner, s.review.summary.counts["running"]
         best = (f"best trial #{w.number} ({s.found_by()}): {hparams_text(w)}." if w else "no complete trial yet.")
@@ -314,17 +320,26 @@ def searches_section(searches: Sequence[Search], plot_path: Optional[Path], out:
     return [*lines, ""]
 
 
+def epochs_through(s: Search) -> dict[int, int]:
+    """Trial number -> the epochs the search had trained by the end of that trial: its own and those of every trial
+    numbered before it. Trial order, duplicate asks (never trained) left out."""
+    trained = {r.number: r.epochs_trained for r in s.review.rows}
+    through, epochs = {}, 0
+    for t in s.trials:
+        if t.number in trained:
+            epochs += trained[t.number]
+            through[t.number] = epochs
+    return through
+
+
 def best_so_far(s: Search) -> tuple[list[int], list[float], list[tuple[int, float, int]]]:
     """Cumulative epochs trained after each trial (by number) from the first complete one on, the best complete
     objective then, and each trial that raised it as (epochs, objective, number)."""
     sign = 1 if s.review.directions[0] == "maximize" else -1
     rows = {r.number: r for r in s.review.rows}
-    xs, ys, records, epochs, best = [], [], [], 0, None
-    for t in s.trials:
-        r = rows.get(t.number)
-        if r is None:  # a duplicate ask: never trained
-            continue
-        epochs += r.epochs_trained
+    xs, ys, records, best = [], [], [], None
+    for number, epochs in epochs_through(s).items():
+        r = rows[number]
         if r.state == "complete" and r.objective and (best is None or sign * r.objective[0] > sign * best):
             best = r.objective[0]
             records.append((epochs, best, r.number))
@@ -334,9 +349,10 @@ def best_so_far(s: Search) -> tuple[list[int], list[float], list[tuple[int, floa
     return xs, ys, records
 
 
-def plot_progress(searches: Sequence[Search], path: Path) -> None:
+def plot_progress(searches: Sequence[Search], path: Path, budgets: Mapping[str, int] = MappingProxyType({})) -> None:
     """One line per study: the best objective so far (complete trials) against the epochs the search had
-    trained, all trials in number order; a marker where a trial raised it, hollow for a hand-queued one."""
+    trained, all trials in number order; a marker where a trial raised it, hollow for a hand-queued one; a dashed
+    line at a study's stated budget of trained epochs."""
     fig, ax = pyplot().subplots(figsize=(8, 4.5))
     curves = {s.name: best_so_far(s) for s in searches}
     target = searches[0].review.target
@@ -358,15 +374,89 @@ def plot_progress(searches: Sequence[Search], path: Path) -> None:
             ax.plot([x], [y], "o", color=color, mfc="white" if number in queued else color, ms=7, zorder=5)
             ax.annotate(f"#{number}", (x, y), textcoords="offset points", xytext=(4, -12), fontsize="small",
                         color=color)
+        if s.name in budgets:
+            ax.axvline(budgets[s.name], color=color, ls="--", lw=1,
+                       label=f"{s.name}: stated budget, {budgets[s.name]:,} epochs")
     ax.plot([], [], "o", color="grey", label="a trial that raised the best: found by the search")
     ax.plot([], [], "o", color="grey", mfc="white", label="a trial that raised the best: hand-queued")
     if accuracy:
         reference_lines(ax, target)
     ax.set_xlim(left=0)
     ax.set_xlabel("epochs trained by the search (all trials, in trial order)")
-    ax.set_title("Best objective against the epochs each search trained")
+    ax.set_title("Best objective against the epochs each search trained" if len(searches) > 1
+                 else f"{searches[0].name}: best objective against the epochs it trained")
     path.parent.mkdir(parents=True, exist_ok=True)
     save_figure(fig, ax, path)
+
+
+SHAPE_KEYS = ("model.stages.", "model.widths.", "model.arch.")  # what shape_text's network line already says
+
+
+def finalist_rows(r: Row, e: Experiment, review: Review) -> list[list[str]]:
+    """A finalist's rows of the study section's table, one per seed; what is the finalist's on the first only."""
+    head = [f"#{r.number} ({fmt_int(r.params)} params)", objective_text(r, review)]
+    tail = ["CONFIRMED" if e.confirmed else f"not confirmed, min {fmt_pct(e.min)}", e.recipe()]
+    rows = []
+    for i, run in enumerate(e.runs):
+        seed = [str(run.seed), " / ".join(fmt_pct(a) for a in run.last) or "-", fmt_pct(min(run.last, default=None))]
+        rows.append([*head, *seed, *tail] if i == 0 else ["", "", *seed, "", ""])
+    return rows
+
+
+def study_section(s: Search, budget: int, experiments: Sequence[Experiment], plot_path: Path,
+                  out: Path) -> list[str]:
+    """A study run to a stated budget: what it spent, its best so far against the epochs trained, its winner's
+    shape, and each finalist's seeds (the experiments `<study>_t<number>` that sweep/confirm.py ran)."""
+    totals, review = s.review.summary, s.review
+    spent = totals.epochs_trained
+    states = ", ".join(f"{totals.counts[k]} {k}" for k in STATES if totals.counts[k])
+    further = (f", {totals.further_seed_epochs:,} of them on further seeds of its top trials"
+               if totals.further_seed_epochs else "")
+    left = "all of it" if spent >= budget else f"{budget - spent:,} left"
+    images = "" if data_text(s) == "-" else f"; images: {data_text(s)}"
+    lines = [f"## Study {s.name}", "",
+             f"Fewer than {review.budget:,} params{images}. Budget: {budget:,} trained epochs. "
+             f"Spent: {spent:,} ({left}){further}, over {totals.n_trials} trials: {states}.", ""]
+
+    plot_progress([s], plot_path, {s.name: budget})
+    rows = {r.number: r for r in review.rows}
+    raised = [[fmt_int(epochs), f"#{n}", objective_text(rows[n], review), fmt_int(rows[n].params),
+               shape_text(rows[n].overrides) or "-"] for epochs, _, n in best_so_far(s)[2]]
+    lines += [f"![{s.name}: best objective vs epochs trained]({link(plot_path, out)})", "",
+              "The trials that raised the best validation objective, at the epochs the search had trained by "
+              "their end (trials in number order):", "",
+              md_table(["epochs trained", "trial", "objective", "params", "network"], raised), ""]
+
+    w = s.winner
+    if w is not None:
+        shape = shape_text(w.overrides)
+        seeds = w.trial.user_attrs.get("seed_objectives") or []
+        over = (f", the mean of {len(seeds)} seeds ({', '.join(fmt_pct(v) for v in seeds)})" if len(seeds) > 1
+                else ", one seed")
+        pools = shape.split().count("pool") if shape else 0
+        form = (f"`{shape}`: {shape.count('[')} stages of 3x3 convolutions, widths in brackets (p: padded), "
+                f"{pools} max-pool{'' if pools == 1 else 's'}" if shape else "not readable")
+        recipe = {k: v for k, v in w.hparams.items() if not k.startswith(SHAPE_KEYS)}
+        lines += [f"Winner: **#{w.number}** ({s.found_by()}), {fmt_int(w.params)} params, {fmt_macs(w.macs)} MACs, "
+                  f"validation objective {objective_text(w, review)}{over}. Network {form}. Recipe: "
+                  f"{', '.join(f'{k}={cell(v)}' for k, v in recipe.items())}.", ""]
+
+    by_name = {e.name: e for e in experiments}
+    finalists = [(r, by_name[finalist_name(s.name, r.number)]) for r in review.rows
+                 if finalist_name(s.name, r.number) in by_name]
+    through = epochs_through(s)
+    table = [row for r, e in finalists for row in finalist_rows(r, e, review)]
+    confirmed = [r.number for r, e in finalists if e.confirmed]
+    first = min(confirmed, key=through.__getitem__, default=None)
+    lines += [f"Finalists: its trials confirmed with `sweep/confirm.py` (experiments `{study_stem(s.name)}_t<number>` "
+              "above), by rank. A failing finalist may have fewer than 3 seeds: once one seed misses, the rule cannot "
+              "pass.", "",
+              md_table(["finalist", "objective", "seed", f"test acc, last {LAST} epochs", "min", "verdict", "recipe"],
+                       table) if table else "none yet.", "",
+              (f"First configuration that confirms: #{first}, after {through[first]:,} of the study's trained epochs "
+               "(its own and those of every trial numbered before it)." if first is not None else
+               f"No configuration of this study confirms yet: none within its {spent:,} trained epochs."), ""]
+    return lines
 
 
 def plot(experiments: Sequence[Experiment], path: Path) -> None:
@@ -411,7 +501,7 @@ def render(experiments: Sequence[Experiment], confirm_dir: Path, plot_path: Path
         summary_table(experiments), "",
         "Targets (FC-free, confirmed as above):", "",
         targets_table(experiments), "",
-        f"![test accuracy vs params]({Path(os.path.relpath(plot_path, out.parent)).as_posix()})", "",
+        f"![test accuracy vs params]({link(plot_path, out)})", "",
         "## Experiments", "",
     ]
     for e in experiments:
@@ -436,10 +526,22 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--progress-plot", type=Path,
                    help="with --study: the best objective vs epochs trained (default: best_vs_epochs.png next to "
                         "--plot)")
+    p.add_argument("--budget", action="append", default=[], metavar="STUDY=EPOCHS",
+                   help="a --study's stated budget of trained epochs; that study gets a section of its own: budget "
+                        "and epochs spent, best so far, its winner's shape, its finalists' seeds; repeatable")
     p.add_argument("--notes", type=Path, help="a markdown file on how the runs were made, included as written")
     args = p.parse_args(argv)
-    if (args.storage or args.progress_plot) and not args.study:
-        p.error(f"{'--storage' if args.storage else '--progress-plot'} needs at least one --study")
+    if (args.storage or args.progress_plot or args.budget) and not args.study:
+        flag = "--storage" if args.storage else "--progress-plot" if args.progress_plot else "--budget"
+        p.error(f"{flag} needs at least one --study")
+    budgets = {}
+    for item in args.budget:
+        study, _, epochs = item.partition("=")
+        if study not in args.study or not epochs.isdigit() or int(epochs) < 1:
+            p.error(f"--budget={item!r}: want STUDY=EPOCHS, a study named by --study ({', '.join(args.study)}) "
+                    "and a whole number of trained epochs >= 1")
+        budgets[study] = int(epochs)
+    args.budget = budgets
     return args
 
 
@@ -450,9 +552,13 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     if args.study:
         searches = load_searches(args.storage or [sweep_defaults().storage], args.study)
         progress = args.progress_plot or args.plot.parent / "best_vs_epochs.png"
-        plot_progress(searches, progress)
+        plot_progress(searches, progress, args.budget)
         cost = sweep_cost(searches) + searches_section(searches, progress, args.out)
         written.append(progress)
+        for s in (s for s in searches if s.name in args.budget):
+            own = progress.with_name(f"{progress.stem}_{study_stem(s.name)}{progress.suffix}")
+            cost += study_section(s, args.budget[s.name], experiments, own, args.out)
+            written.append(own)
     plot(experiments, args.plot)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     notes = args.notes.read_text() if args.notes else ""

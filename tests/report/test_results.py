@@ -297,3 +297,61 @@ def test_the_winners_network_in_one_line(overrides: list[str], text: str | None)
     from archsearch.report.shape import shape_text
 
     assert shape_text(overrides) == text
+
+
+# ---------------------------------------------------------------- a section per study with a stated budget
+
+def test_a_study_section_gives_budget_progress_winner_and_each_finalists_seeds(tmp_path: Path) -> None:
+    (s,) = rs.load_searches([make_study(tmp_path / "o.db", "demo", TRIALS)], ["demo"])
+    confirm = tmp_path / "confirm"
+    for seed in (1, 2, 3):  # #2, the winner, confirms; #6 misses on its first seed and stops there
+        write_run(confirm, "demo_t2", seed, 18000, [], [0.9945, 0.9950, 0.9948])
+    write_run(confirm, "demo_t6", 1, 9000, [], [0.9941, 0.9938, 0.9942])
+    write_run(confirm, "other_t0", 1, 9000, [], [0.9941, 0.9938, 0.9942])  # another study's: not a finalist here
+    plot, out = tmp_path / "results" / "best_vs_epochs_demo.png", tmp_path / "RESULTS.md"
+    text = "\n".join(rs.study_section(s, 50, ac.find_experiments(confirm), plot, out))
+
+    assert text.startswith("## Study demo\n")
+    assert ("Fewer than 20,000 params. Budget: 50 trained epochs. Spent: 38 (12 left), over 8 trials: 3 complete, "
+            "2 pruned, 1 rejected, 2 failed.") in text
+    assert "![demo: best objective vs epochs trained](results/best_vs_epochs_demo.png)" in text
+    assert plot.read_bytes()[:4] == b"\x89PNG"
+    # the trials that raised the best: #0 after its own 10 epochs, #2 after 10 + 4 + 10
+    assert "| 10 | #0 | 99.30% | 15,000 | [8,16] pool" in text and "| 24 | #2 | 99.50% | 18,000 | [8,16] pool" in text
+    assert ("Winner: **#2** (found by the search), 18,000 params, 0.72M MACs, validation objective 99.50%, one seed. "
+            "Network `[8,16] pool 1x1:8 [12,12,16,16]`: 2 stages of 3x3 convolutions, widths in brackets "
+            "(p: padded), 1 max-pool. Recipe: optim.lr=0.05.") in text
+    assert ("| #2 (18,000 params) | 99.50% | 1 | 99.45% / 99.50% / 99.48% | 99.45% | CONFIRMED | no teacher |\n"
+            "|  |  | 2 | 99.45% / 99.50% / 99.48% | 99.45% |  |  |\n"
+            "|  |  | 3 | 99.45% / 99.50% / 99.48% | 99.45% |  |  |\n"
+            "| #6 (9,000 params) | 99.40% | 1 | 99.41% / 99.38% / 99.42% | 99.38% | not confirmed, min 99.38% | "
+            "no teacher |\n") in text
+    assert "other_t0" not in text and "#0 (" not in text
+    assert "First configuration that confirms: #2, after 24 of the study's trained epochs" in text
+
+
+def test_a_study_section_without_a_confirmed_finalist_says_so(tmp_path: Path) -> None:
+    (s,) = rs.load_searches([make_study(tmp_path / "o.db", "demo", TRIALS)], ["demo"])
+    write_run(tmp_path / "confirm", "demo_t6", 1, 9000, [], [0.9941, 0.9938, 0.9942])
+    text = "\n".join(rs.study_section(s, 38, ac.find_experiments(tmp_path / "confirm"), tmp_path / "p.png",
+                                      tmp_path / "RESULTS.md"))
+    assert "Spent: 38 (all of it)" in text
+    assert "No configuration of this study confirms yet: none within its 38 trained epochs." in text
+
+
+def test_budget_gives_a_study_its_own_section_and_plot(confirm: Path, tmp_path: Path) -> None:
+    url = make_study(tmp_path / "o.db", "demo", TRIALS)
+    out, plot = tmp_path / "RESULTS.md", tmp_path / "results" / "acc_vs_params.png"
+    rs.main(["--confirm-dir", str(confirm), "--out", str(out), "--plot", str(plot), "--storage", url,
+             "--study", "demo", "--budget", "demo=40"])
+    assert "## Study demo\n" in out.read_text()
+    assert (tmp_path / "results" / "best_vs_epochs_demo.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize("budget", ["gone=40", "demo=forty", "demo=0", "demo"])
+def test_a_bad_budget_is_one_line_exit_2(tmp_path: Path, budget: str) -> None:
+    args = ["--confirm-dir", str(tmp_path), "--out", str(tmp_path / "R.md"), "--study", "demo", "--budget", budget]
+    result = run_entry("results.py", args, cwd=tmp_path, timeout=120)
+    assert result.returncode == 2 and f"--budget={budget!r}: want STUDY=EPOCHS" in result.stderr
+    assert "a study named by --study (demo) and a whole number of trained epochs >= 1" in result.stderr
+    assert not (tmp_path / "R.md").exists()
