@@ -4,9 +4,9 @@
                             [--experiment-dir DIR] [--results PATH|none] [--notes FILE] [overrides...]
 
 1. Reads the study read-only (the default storage is the sweep's, conf/sweep/default.yaml). The finalists are
-   its top --top COMPLETE trials by the validation objective, in the review's order (archsearch/report/ranking.py), or the
-   complete trials that --trials names; pruned,
-   rejected, duplicate and failed trials never count, and test accuracy plays no part in the choice.
+   its top --top COMPLETE trials by the validation objective, in the review's order
+   (archsearch/report/ranking.py), or the complete trials that --trials names; pruned, rejected, duplicate and
+   failed trials never count, and test accuracy plays no part in the choice.
 2. Trains each finalist from scratch on all 60k training images, once per seed, one run after another, each as
    `python sweep/run.py <the trial's overrides> sweep=none <overrides> model.name=NAME seed=K
    hydra.run.dir=<confirm-dir>/NAME/seed_K`, where NAME is <study>_t<trial number>. The trial's own
