@@ -6,7 +6,9 @@ documented baseline whether it is CONFIRMED: for every seed, test accuracy >= co
 in each of the last 3 epochs; no fully connected layer; under constraints.max_params; within
 constraints.max_epochs. With --study, adds what each search did: trials by state, epochs and time, where it
 ran, its best trial and whether that trial was a find of the search or a hand-queued starting point, and a plot
-of the best objective against the epochs trained. Reads runs and storages; never trains, never writes a study.
+of the best objective against the epochs trained. With --budget STUDY=EPOCHS, that study's own section: its stated
+budget against the epochs it spent, its best so far, its winner's shape, each finalist's seeds and the epochs until
+its first confirming configuration. Reads runs and storages; never trains, never writes a study.
 """
 from __future__ import annotations
 
@@ -403,6 +405,20 @@ def finalist_rows(r: Row, e: Experiment, review: Review) -> list[list[str]]:
     return rows
 
 
+def winner_text(s: Search) -> str:
+    """The winner's size, objective over its seeds, network (stages, widths, pools) and recipe, in one line."""
+    w = s.winner
+    shape = shape_text(w.overrides)
+    seeds = w.trial.user_attrs.get("seed_objectives") or []
+    over = f"the mean of {len(seeds)} seeds ({', '.join(fmt_pct(v) for v in seeds)})" if len(seeds) > 1 else "one seed"
+    pools = shape.split().count("pool") if shape else 0
+    form = (f"`{shape}`: {shape.count('[')} stages of 3x3 convolutions, widths in brackets (p: padded), "
+            f"{pools} max-pool{'' if pools == 1 else 's'}" if shape else "not readable")
+    recipe = ", ".join(f"{k}={cell(v)}" for k, v in w.hparams.items() if not k.startswith(SHAPE_KEYS))
+    return (f"Winner: **#{w.number}** ({s.found_by()}), {fmt_int(w.params)} params, {fmt_macs(w.macs)} MACs, "
+            f"validation objective {objective_text(w, s.review)}, {over}. Network {form}. Recipe: {recipe}.")
+
+
 def study_section(s: Search, budget: int, experiments: Sequence[Experiment], plot_path: Path,
                   out: Path) -> list[str]:
     """A study run to a stated budget: what it spent, its best so far against the epochs trained, its winner's
@@ -413,9 +429,10 @@ def study_section(s: Search, budget: int, experiments: Sequence[Experiment], plo
     further = (f", {totals.further_seed_epochs:,} of them on further seeds of its top trials"
                if totals.further_seed_epochs else "")
     left = "all of it" if spent >= budget else f"{budget - spent:,} left"
-    images = "" if data_text(s) == "-" else f"; images: {data_text(s)}"
+    images = data_text(s)
     lines = [f"## Study {s.name}", "",
-             f"Fewer than {review.budget:,} params{images}. Budget: {budget:,} trained epochs. "
+             f"Fewer than {review.budget:,} params{'' if images == '-' else f'; images: {images}'}. "
+             f"Budget: {budget:,} trained epochs. "
              f"Spent: {spent:,} ({left}){further}, over {totals.n_trials} trials: {states}.", ""]
 
     plot_progress([s], plot_path, {s.name: budget})
@@ -427,19 +444,8 @@ def study_section(s: Search, budget: int, experiments: Sequence[Experiment], plo
               "their end (trials in number order):", "",
               md_table(["epochs trained", "trial", "objective", "params", "network"], raised), ""]
 
-    w = s.winner
-    if w is not None:
-        shape = shape_text(w.overrides)
-        seeds = w.trial.user_attrs.get("seed_objectives") or []
-        over = (f", the mean of {len(seeds)} seeds ({', '.join(fmt_pct(v) for v in seeds)})" if len(seeds) > 1
-                else ", one seed")
-        pools = shape.split().count("pool") if shape else 0
-        form = (f"`{shape}`: {shape.count('[')} stages of 3x3 convolutions, widths in brackets (p: padded), "
-                f"{pools} max-pool{'' if pools == 1 else 's'}" if shape else "not readable")
-        recipe = {k: v for k, v in w.hparams.items() if not k.startswith(SHAPE_KEYS)}
-        lines += [f"Winner: **#{w.number}** ({s.found_by()}), {fmt_int(w.params)} params, {fmt_macs(w.macs)} MACs, "
-                  f"validation objective {objective_text(w, review)}{over}. Network {form}. Recipe: "
-                  f"{', '.join(f'{k}={cell(v)}' for k, v in recipe.items())}.", ""]
+    if s.winner is not None:
+        lines += [winner_text(s), ""]
 
     by_name = {e.name: e for e in experiments}
     finalists = [(r, by_name[finalist_name(s.name, r.number)]) for r in review.rows
