@@ -1,7 +1,8 @@
 """Confirm a study's best trials over seeds, as one command: retrain, judge, save what passes, report.
 
     python sweep/confirm.py --study NAME [--storage URL] [--top 3 | --trials N,M] [--seeds 1,2,3] [--confirm-dir DIR]
-                            [--experiment-dir DIR] [--results PATH|none] [--notes FILE] [overrides...]
+                            [--stop-at-first-miss] [--experiment-dir DIR] [--results PATH|none] [--notes FILE]
+                            [overrides...]
 
 1. Reads the study read-only (the default storage is the sweep's, conf/sweep/default.yaml). The finalists are
    its top --top COMPLETE trials by the validation objective, in the review's order
@@ -15,7 +16,8 @@
    train.threads=1, or data.train_subset=2000 train.epochs=3 for a quick look). sweep=none makes the
    recorded overrides a command that reproduces the runs with -m (RESULTS.md's "Reproduce").
 3. Resumable: a seed whose metrics.json says complete with all its epochs is not trained again; any other
-   is (re)trained. A complete run made with other overrides (per-machine ones aside) is an error, never
+   is (re)trained. With --stop-at-first-miss, a finalist's seeds stop at the first one that misses the accuracy
+   rule (the finalist can no longer pass), and it is judged on the seeds it ran. A complete run made with other overrides (per-machine ones aside) is an error, never
    overwritten: use another --confirm-dir or remove that run.
 4. Verdict: sweep/results.py's rule (Experiment.confirmed): every seed at or above constraints.target_acc
    in each of its last 3 epochs, at least 3 seeds, FC-free, under the parameter and epoch limits. A
@@ -80,6 +82,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                    help="runs go to <dir>/<study>_t<trial>/seed_<k> (default: %(default)s, cwd-relative)")
     p.add_argument("--experiment-dir", type=Path, default=CONF / "experiment",
                    help="where a confirmed finalist's <name>.yaml goes (default: conf/experiment)")
+    p.add_argument("--stop-at-first-miss", action="store_true",
+                   help="train no more seeds of a finalist once one seed misses the accuracy rule: it cannot pass")
     p.add_argument("--results", help="results file to regenerate, or 'none' (default: <confirm-dir>/RESULTS.md)")
     p.add_argument("--notes", type=Path, help="with the results: a markdown file included as written")
     p.add_argument("overrides", nargs="*", help="key=value overrides for every run; they win over the trial's")
@@ -275,6 +279,22 @@ def run_seed(f: Finalist, seed: int, confirm_dir: Path) -> None:
           flush=True)
 
 
+def train_seeds(f: Finalist, seeds: Sequence[int], confirm_dir: Path, stop_at_first_miss: bool) -> list[int]:
+    """Each seed in turn (run_seed); with stop_at_first_miss, none after the first that misses the accuracy rule,
+    since the finalist can no longer pass. The seeds that have a run to judge."""
+    for i, seed in enumerate(seeds):
+        run_seed(f, seed, confirm_dir)
+        rest = seeds[i + 1:]
+        if not (stop_at_first_miss and rest):
+            continue
+        misses = Experiment(f.name, [read_run(f.run_dir(confirm_dir, seed) / "metrics.json")]).accuracy_misses()
+        if misses:
+            print(f"  {f.name}: {misses[0]}, so it cannot pass; seed(s) {', '.join(map(str, rest))} not run "
+                  "(--stop-at-first-miss)", flush=True)
+            return list(seeds[:i + 1])
+    return list(seeds)
+
+
 # ---------------------------------------------------------------- verdicts
 
 def judge(f: Finalist, seeds: Sequence[int], confirm_dir: Path) -> Experiment:
@@ -351,12 +371,12 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
              f"({', '.join(review.directions)})")
     print(f"study {args.study!r} ({args.storage}): {len(chosen)} finalist(s), {which}; "
           f"seeds {', '.join(map(str, args.seeds))}; runs in {args.confirm_dir}", flush=True)
+    ran: dict[str, list[int]] = {}
     for i, f in enumerate(chosen, 1):
         print(f"finalist {i}/{len(chosen)} {f.name}: trial #{f.row.number}, objective "
               f"{objective_text(f.row, review)}, {fmt_int(f.row.params)} params", flush=True)
-        for seed in args.seeds:
-            run_seed(f, seed, args.confirm_dir)
-    experiments = [judge(f, args.seeds, args.confirm_dir) for f in chosen]
+        ran[f.name] = train_seeds(f, args.seeds, args.confirm_dir, args.stop_at_first_miss)
+    experiments = [judge(f, ran[f.name], args.confirm_dir) for f in chosen]
     print()
     print(verdict_table(chosen, experiments, review))
     written_by = " ".join(["python sweep/confirm.py", *map(shlex.quote, sys.argv[1:] if argv is None else argv)])

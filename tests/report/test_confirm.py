@@ -151,6 +151,20 @@ def test_passing_finalist_is_saved_as_a_confirmed_experiment(lab: Path, tmp_path
     assert saved.read_text() == "# @package _global_\n# mine\n"
 
 
+def test_stop_at_first_miss_trains_no_seed_after_one_that_misses(lab: Path, tmp_path: Path) -> None:
+    """QUICK's 2 epochs are fewer than the rule's last 3, so seed 1 misses: seeds 2 and 3 are never trained."""
+    args = ["--study", "t", "--top", "1", "--seeds", "1,2,3", "--stop-at-first-miss", "--confirm-dir",
+            str(tmp_path / "c"), "--experiment-dir", str(tmp_path / "e"), "--results", "none", *QUICK]
+    result = run_entry("confirm.py", args, cwd=lab, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    name = f"t_t{best_trial(lab)}"
+    assert (tmp_path / "c" / name / "seed_1" / "metrics.json").is_file()
+    assert not (tmp_path / "c" / name / "seed_2").exists() and not (tmp_path / "c" / name / "seed_3").exists()
+    assert (f"  {name}: seed 1 trained 2 epochs, fewer than 3, so it cannot pass; seed(s) 2, 3 not run "
+            "(--stop-at-first-miss)") in result.stdout
+    assert f"NOT CONFIRMED: {name}" in result.stdout and ", 1 seeds; worst seed 1" in result.stdout
+
+
 def test_trials_names_the_finalists_by_number(lab: Path) -> None:
     from archsearch.report.confirm import finalists
     from archsearch.core.errors import ConfigError
