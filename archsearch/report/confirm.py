@@ -16,9 +16,9 @@
    train.threads=1, or data.train_subset=2000 train.epochs=3 for a quick look). sweep=none makes the
    recorded overrides a command that reproduces the runs with -m (RESULTS.md's "Reproduce").
 3. Resumable: a seed whose metrics.json says complete with all its epochs is not trained again; any other
-   is (re)trained. With --stop-at-first-miss, a finalist's seeds stop at the first one that misses the accuracy
-   rule (the finalist can no longer pass), and it is judged on the seeds it ran. A complete run made with other overrides (per-machine ones aside) is an error, never
-   overwritten: use another --confirm-dir or remove that run.
+   is (re)trained. A complete run made with other overrides (per-machine ones aside) is an error, never
+   overwritten: use another --confirm-dir or remove that run. With --stop-at-first-miss, a finalist's seeds
+   stop at the first one that misses the accuracy rule (it can no longer pass); it is judged on those it ran.
 4. Verdict: sweep/results.py's rule (Experiment.confirmed): every seed at or above constraints.target_acc
    in each of its last 3 epochs, at least 3 seeds, FC-free, under the parameter and epoch limits. A
    finalist that passes is written to <experiment-dir>/NAME.yaml (default conf/experiment), its first
