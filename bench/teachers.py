@@ -10,20 +10,21 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 
-def target_softness(path: Path, temperatures: list[float], images: int, data_root: str) -> list[list[str]]:
-    """Rows of (teacher, label smoothing, T, mean top probability, mean entropy) for one checkpoint."""
+def target_softness(path: Path, temperatures: list[float], images: Any) -> list[list[str]]:
+    """Rows of (teacher, label smoothing, T, mean top probability, mean entropy) for one checkpoint, over
+    `images` (uint8 test images, as load_mnist gives them)."""
     import torch
 
     from archsearch.core.checkpoint import load_checkpoint, load_teacher, restore
-    from archsearch.core.data import load_mnist
     from archsearch.core.train import to_input
 
     _, _, cfg = restore(path, load_checkpoint(path))
     teacher, info = load_teacher(str(path), "cpu", channels_last=False)
     with torch.inference_mode():
-        logits = teacher(to_input(load_mnist(data_root).test_images[:images], cfg)).float()
+        logits = teacher(to_input(images, cfg)).float()
     rows = []
     for t in temperatures:
         p = torch.softmax(logits / t, dim=1)
@@ -36,6 +37,8 @@ def target_softness(path: Path, temperatures: list[float], images: int, data_roo
 def main() -> None:
     import torch
 
+    from archsearch.core.data import load_mnist
+
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("checkpoints", nargs="+", type=Path)
     p.add_argument("--temperature", default="1,1.5,2,4", help="comma-separated (default: %(default)s)")
@@ -45,10 +48,11 @@ def main() -> None:
     args = p.parse_args()
     temperatures = [float(t) for t in args.temperature.split(",")]
     torch.set_num_threads(args.threads)
+    images = load_mnist(args.data_root).test_images[:args.images]
     print("| teacher | label smoothing | T | mean top probability | mean entropy (nats) |")
     print("| --- | --- | --- | --- | --- |")
     for path in args.checkpoints:
-        for row in target_softness(path, temperatures, args.images, args.data_root):
+        for row in target_softness(path, temperatures, images):
             print("| " + " | ".join(row) + " |")
 
 

@@ -279,29 +279,23 @@ def run_seed(f: Finalist, seed: int, confirm_dir: Path) -> None:
           flush=True)
 
 
-def train_seeds(f: Finalist, seeds: Sequence[int], confirm_dir: Path, stop_at_first_miss: bool) -> list[int]:
-    """Each seed in turn (run_seed); with stop_at_first_miss, none after the first that misses the accuracy rule,
-    since the finalist can no longer pass. The seeds that have a run to judge."""
+def train_seeds(f: Finalist, seeds: Sequence[int], confirm_dir: Path, stop_at_first_miss: bool) -> Experiment:
+    """Each seed in turn (run_seed), judged on the runs it has; with stop_at_first_miss, none after the first
+    that misses the accuracy rule, since the finalist can no longer pass."""
+    runs = []
     for i, seed in enumerate(seeds):
         run_seed(f, seed, confirm_dir)
+        runs.append(read_run(f.run_dir(confirm_dir, seed) / "metrics.json"))
         rest = seeds[i + 1:]
-        if not (stop_at_first_miss and rest):
-            continue
-        misses = Experiment(f.name, [read_run(f.run_dir(confirm_dir, seed) / "metrics.json")]).accuracy_misses()
+        misses = Experiment(f.name, runs[-1:]).accuracy_misses() if stop_at_first_miss and rest else []
         if misses:
             print(f"  {f.name}: {misses[0]}, so it cannot pass; seed(s) {', '.join(map(str, rest))} not run "
                   "(--stop-at-first-miss)", flush=True)
-            return list(seeds[:i + 1])
-    return list(seeds)
+            break
+    return Experiment(f.name, sorted(runs, key=lambda r: r.seed))
 
 
 # ---------------------------------------------------------------- verdicts
-
-def judge(f: Finalist, seeds: Sequence[int], confirm_dir: Path) -> Experiment:
-    """sweep/results.py's Experiment over this finalist's runs of the seeds asked for."""
-    runs = [read_run(f.run_dir(confirm_dir, s) / "metrics.json") for s in seeds]
-    return Experiment(f.name, sorted(runs, key=lambda r: r.seed))
-
 
 def why_not(e: Experiment) -> str:
     """Experiment.rule_misses, then its accuracy misses folded to one clause per seed."""
@@ -371,12 +365,11 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
              f"({', '.join(review.directions)})")
     print(f"study {args.study!r} ({args.storage}): {len(chosen)} finalist(s), {which}; "
           f"seeds {', '.join(map(str, args.seeds))}; runs in {args.confirm_dir}", flush=True)
-    ran: dict[str, list[int]] = {}
+    experiments = []
     for i, f in enumerate(chosen, 1):
         print(f"finalist {i}/{len(chosen)} {f.name}: trial #{f.row.number}, objective "
               f"{objective_text(f.row, review)}, {fmt_int(f.row.params)} params", flush=True)
-        ran[f.name] = train_seeds(f, args.seeds, args.confirm_dir, args.stop_at_first_miss)
-    experiments = [judge(f, ran[f.name], args.confirm_dir) for f in chosen]
+        experiments.append(train_seeds(f, args.seeds, args.confirm_dir, args.stop_at_first_miss))
     print()
     print(verdict_table(chosen, experiments, review))
     written_by = " ".join(["python sweep/confirm.py", *map(shlex.quote, sys.argv[1:] if argv is None else argv)])

@@ -448,8 +448,7 @@ def study_section(s: Search, budget: int, experiments: Sequence[Experiment], plo
         lines += [winner_text(s), ""]
 
     by_name = {e.name: e for e in experiments}
-    finalists = [(r, by_name[finalist_name(s.name, r.number)]) for r in review.rows
-                 if finalist_name(s.name, r.number) in by_name]
+    finalists = [(r, by_name[name]) for r in review.rows if (name := finalist_name(s.name, r.number)) in by_name]
     through = epochs_through(s)
     table = [row for r, e in finalists for row in finalist_rows(r, e, review)]
     confirmed = [r.number for r, e in finalists if e.confirmed]
