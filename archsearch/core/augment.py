@@ -24,18 +24,22 @@ def augment(images: Any, cfg: DictConfig, generator: Any, draw_size: Optional[in
 
     n = images.shape[0]
     group = draw_size or n
-    angle, scale, shift_x, shift_y, applied = torch.cat(
-        [random_affine(min(group, n - start), cfg, generator, images.device) for start in range(0, n, group)], dim=1)
+    draws = torch.cat([random_affine(min(group, n - start), cfg, generator, images.device)
+                       for start in range(0, n, group)], dim=1)
+    angle, scale, shift_x, shift_y = draws[:4]
     grid = affine_grid(torch.cos(angle) / scale, torch.sin(angle) / scale, torch.stack([shift_x, shift_y], dim=1),
                        *images.shape[-2:])
     out = F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-    # where, not an identity transform: bilinear sampling at the pixel centres is exact only to float rounding
-    return out if cfg.aug_p == 1 else torch.where(applied.view(-1, 1, 1, 1) > 0, out, images)
+    if cfg.aug_p == 1:
+        return out
+    # where, not an identity transform: bilinear sampling at the pixel centres is exact only to float rounding;
+    # and not a subset: its size would sync a GPU
+    return torch.where(draws[4].view(-1, 1, 1, 1) > 0, out, images)
 
 
 def random_affine(n: int, cfg: DictConfig, generator: Any, device: Any) -> Any:
-    """(5, n): angle (radians), scale, x and y shift in [-1, 1] coordinates, drawn in that order, then whether
-    the sample is augmented (1 or 0), drawn only when cfg.aug_p < 1, so that aug_p 1 draws what it always did."""
+    """(4, n): angle (radians), scale, x and y shift in [-1, 1] coordinates, drawn in that order; when cfg.aug_p
+    < 1, a fifth row drawn after them: whether the sample is augmented (1 or 0). aug_p 1 draws what it always did."""
     import torch
 
     def rand() -> torch.Tensor:
@@ -46,8 +50,9 @@ def random_affine(n: int, cfg: DictConfig, generator: Any, device: Any) -> Any:
 
     values = [uniform(math.radians(cfg.rotation)), 1 + uniform(cfg.scale), uniform(2 * cfg.translate),
               uniform(2 * cfg.translate)]
-    applied = torch.ones(n, device=device) if cfg.aug_p == 1 else (rand() < cfg.aug_p).float()
-    return torch.stack([*values, applied])
+    if cfg.aug_p < 1:
+        values.append((rand() < cfg.aug_p).float())
+    return torch.stack(values)
 
 
 def affine_grid(cos: Any, sin: Any, shift: Any, height: int, width: int) -> Any:
