@@ -134,3 +134,16 @@ def test_options_at_todays_values_keep_the_configuration_key() -> None:
     for override in ("model.block=conv_bn_relu", "data.aug_p=0.5", "train.objective_rule=min",
                      "sched.end_factor=0.1"):
         assert configuration_key(compose(["model=stages", "sched=onecycle", override])) != configuration_key(cfg)
+
+
+def test_the_committed_trials_keep_their_stored_configuration_key() -> None:
+    import optuna
+
+    from conftest import ROOT
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    trials = optuna.load_study(study_name="tiny4k_v3", storage=f"sqlite:///{ROOT}/results/search_v3.db").trials
+    stored = [t for t in trials if t.user_attrs.get("config_key") and t.user_attrs.get("overrides")][:6]
+    assert len(stored) == 6
+    for t in stored:
+        assert configuration_key(compose(t.user_attrs["overrides"])) == t.user_attrs["config_key"], t.number
