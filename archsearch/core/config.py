@@ -78,7 +78,9 @@ class ModelConfig:
     stages: Optional[StagesConfig] = None  # likewise: the multi-stage family
     blocks: List[BlockConfig] = field(default_factory=list)
     dropout: float = 0.0
-    bias: bool = True  # conv biases; Conv -> ReLU -> BN, so a bias shifts the ReLU's threshold (not redundant)
+    # conv biases: under conv_relu_bn a bias shifts the ReLU's threshold (not redundant); under conv_bn_relu the
+    # BN's mean subtraction cancels it
+    bias: bool = True
     block: str = "conv_relu_bn"  # each conv unit's order (BLOCK_ORDERS in archsearch/core/model.py)
     head: str = "conv"  # "conv": GAP then 1x1 conv (FC-free); "linear": GAP then Linear
     num_classes: int = 10
