@@ -14,7 +14,6 @@ import json
 from pathlib import Path
 from typing import Any, Optional
 
-LAST = 3
 TOP = 5
 
 
@@ -64,13 +63,12 @@ def ranked(storage: str, study: str) -> Optional[list[dict[str, Any]]]:
 
 
 def confirmed_min(folder: Path) -> Optional[tuple[float, int]]:
-    """(the worst seed's minimum test accuracy over its last 3 epochs, seeds) of a confirmation; None without one."""
-    minima = []
-    for path in sorted(folder.glob("seed_*/metrics.json")):
-        m = json.loads(path.read_text())
-        if m["status"] == "complete":
-            minima.append(min(e["test_acc"] for e in m["epochs"][-LAST:]))
-    return (min(minima), len(minima)) if minima else None
+    """(the worst seed's minimum test accuracy over its last 3 epochs, seeds) of a confirmation, as confirm.py
+    judges it (archsearch/report/acceptance.py, Experiment.min); None without a complete seed."""
+    from archsearch.report.acceptance import Experiment, read_run
+
+    runs = [r for r in map(read_run, sorted(folder.glob("seed_*/metrics.json"))) if r.status == "complete"]
+    return (Experiment(folder.name, sorted(runs, key=lambda r: r.seed)).min, len(runs)) if runs else None
 
 
 def report(storage: str, study: str, rows: list[dict[str, Any]], confirm_dir: Path) -> None:

@@ -10,8 +10,11 @@ from conftest import run_entry
 
 def metrics(path: Path, key: str, accs: list[float], data: dict | None = None) -> None:
     path.mkdir(parents=True, exist_ok=True)
-    config = {"data": {"val_size": 10_000, "split_seed": 0, "train_subset": 0, **(data or {})}}
-    (path / "metrics.json").write_text(json.dumps({"status": "complete", "config": config,
+    config = {"data": {"val_size": 10_000, "split_seed": 0, "train_subset": 0, **(data or {})},
+              "model": {"name": path.parent.name}, "seed": int(path.name.removeprefix("seed_")),
+              "constraints": {"target_acc": 0.994, "max_params": 4000, "max_epochs": 15}}
+    (path / "metrics.json").write_text(json.dumps({"status": "complete", "config": config, "params": 3000,
+                                                   "macs": 10**6, "fc_layers": [],
                                                    "epochs": [{key: a, "val_acc": a} for a in accs]}))
 
 
@@ -27,7 +30,7 @@ def tiny_study(url: str, trials: dict[int, dict]) -> None:
 
 
 def test_each_rule_ranks_the_trials_and_is_judged_against_the_confirmed_worst_seed(tmp_path: Path) -> None:
-    seed2 = tmp_path / "runs/trial_4/seed_2"
+    seed2 = tmp_path / "runs/trial_4/seed_2"  # a later seed of a reseeded trial
     metrics(seed2, "val_acc", [0.99, 0.991, 0.99])
     tiny_study(f"sqlite:///{tmp_path}/s.db", {
         0: {"val_acc_per_epoch": [0.5, 0.990, 0.995, 0.995]},  # mean 99.33%, min 99.0%
