@@ -52,3 +52,22 @@ def test_a_variant_replaces_the_base_keys_and_groups_it_sets() -> None:
     assert merged(base, ["train.batch_size=32"]) == [*base[:3], "optim.lr=0.04", "train.batch_size=32"]
     assert merged(base, ["optim.lr=0.1", "sched=linear"]) == ["model=stages", "train.batch_size=64", "optim.lr=0.1",
                                                              "sched=linear"]
+
+
+def test_a_study_trial_base_is_its_overrides_without_what_only_the_search_used() -> None:
+    from bench.recipe_grid import plan, trial_overrides
+    from conftest import ROOT, compose
+
+    from archsearch.core.config import validate
+
+    base = trial_overrides(f"sqlite:///{ROOT}/results/search_v3.db", "tiny4k_v3", 16)
+    assert "model=stages" in base and "sched=onecycle" in base and "model.stages.s1.width=6" in base
+    assert not [o for o in base if o.split("=")[0] in ("data.val_size", "train.threads", "train.progress", "sweep")]
+    (run_dir, overrides), = plan(base, "tiny4k_v3_t16", ["sgd0_linear"], [202], Path("out"), [])
+    assert run_dir == Path("out/tiny4k_v3_t16/sgd0_linear/seed_202")
+    assert "sched=onecycle" not in overrides and not [o for o in overrides if o.startswith("sched.pct_start=0.28")]
+    assert overrides[-4:] == ["sweep=none", "data.val_size=10000", "data.split_seed=0", "seed=202"]
+    cfg = compose(overrides)
+    validate(cfg)
+    assert (cfg.sched.name, cfg.sched.pct_start, cfg.optim.momentum, cfg.optim.lr) == ("linear", 0.25, 0, 0.1)
+    assert cfg.model.stages.s1.width == 6 and cfg.data.val_size == 10_000 and cfg.seed == 202
