@@ -1,6 +1,6 @@
 """The batches a model sees: MNIST from uint8 tensors on the device, split into train, validation and test,
-augmented per sample (random rotation, shift and zoom through one sampling grid) and normalized, a whole batch
-at a time: no DataLoader, no worker processes, no per-sample Python."""
+augmented per sample (random rotation, shift and zoom through one sampling grid, each image with probability
+data.aug_p) and normalized, a whole batch at a time: no DataLoader, no worker processes, no per-sample Python."""
 from __future__ import annotations
 
 import math
@@ -15,30 +15,44 @@ PREPARED_BATCHES = 16
 
 
 def augment(images: Any, cfg: DictConfig, generator: Any, draw_size: Optional[int] = None) -> Any:
-    """Per-sample random rotation/translation/scale of a float batch (N, 1, H, W), background 0. The random
-    values are drawn for draw_size samples at a time (default: all N) in a fixed order, so that batches
-    augmented together get exactly the values they would get one by one (epoch_batches)."""
+    """Per-sample random rotation/translation/scale of a float batch (N, 1, H, W), background 0, each sample
+    with probability cfg.aug_p (the others are returned as they are). The random values are drawn for draw_size
+    samples at a time (default: all N) in a fixed order, so that batches augmented together get exactly the
+    values they would get one by one (epoch_batches)."""
     import torch
     import torch.nn.functional as F
 
     n = images.shape[0]
     group = draw_size or n
-    angle, scale, shift_x, shift_y = torch.cat([random_affine(min(group, n - start), cfg, generator, images.device)
-                                                for start in range(0, n, group)], dim=1)
+    draws = torch.cat([random_affine(min(group, n - start), cfg, generator, images.device)
+                       for start in range(0, n, group)], dim=1)
+    angle, scale, shift_x, shift_y = draws[:4]
     grid = affine_grid(torch.cos(angle) / scale, torch.sin(angle) / scale, torch.stack([shift_x, shift_y], dim=1),
                        *images.shape[-2:])
-    return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    out = F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    if cfg.aug_p == 1:
+        return out
+    # where, not an identity transform: bilinear sampling at the pixel centres is exact only to float rounding;
+    # and not a subset: its size would sync a GPU
+    return torch.where(draws[4].view(-1, 1, 1, 1) > 0, out, images)
 
 
 def random_affine(n: int, cfg: DictConfig, generator: Any, device: Any) -> Any:
-    """(4, n): angle (radians), scale, and x and y shift in [-1, 1] coordinates, drawn in that order."""
+    """(4, n): angle (radians), scale, x and y shift in [-1, 1] coordinates, drawn in that order; when cfg.aug_p
+    < 1, a fifth row drawn after them: whether the sample is augmented (1 or 0). aug_p 1 draws what it always did."""
     import torch
 
-    def uniform(limit: float) -> torch.Tensor:
-        return (torch.rand(n, device=device, generator=generator) * 2 - 1) * limit
+    def rand() -> torch.Tensor:
+        return torch.rand(n, device=device, generator=generator)
 
-    return torch.stack([uniform(math.radians(cfg.rotation)), 1 + uniform(cfg.scale),
-                        uniform(2 * cfg.translate), uniform(2 * cfg.translate)])
+    def uniform(limit: float) -> torch.Tensor:
+        return (rand() * 2 - 1) * limit
+
+    values = [uniform(math.radians(cfg.rotation)), 1 + uniform(cfg.scale), uniform(2 * cfg.translate),
+              uniform(2 * cfg.translate)]
+    if cfg.aug_p < 1:
+        values.append((rand() < cfg.aug_p).float())
+    return torch.stack(values)
 
 
 def affine_grid(cos: Any, sin: Any, shift: Any, height: int, width: int) -> Any:
@@ -75,7 +89,7 @@ def to_input(images_u8: Any, cfg: DictConfig, generator: Any = None, channels_la
 
     x = images_u8.unsqueeze(1).to(torch.float32, copy=True).div_(255.0)  # a copy: in place from here on
     d = cfg.data
-    if generator is not None and (d.rotation or d.translate or d.scale):
+    if generator is not None and (d.rotation or d.translate or d.scale) and d.aug_p > 0:
         x = augment(x, d, generator, draw_size)
     x = x.sub_(MNIST_MEAN).div_(MNIST_STD)
     if channels_last is None:

@@ -13,6 +13,7 @@ from typing import Any, Dict, List, Optional
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from archsearch.core.errors import ConfigError
+from archsearch.core.records import OBJECTIVE_RULES
 
 
 @dataclass
@@ -25,6 +26,7 @@ class DataConfig:
     rotation: float = 0.0  # max |degrees| of per-sample random rotation
     translate: float = 0.0  # max shift as a fraction of the image side
     scale: float = 0.0  # max relative zoom in or out
+    aug_p: float = 1.0  # chance that an image is augmented at all (1: every image; the rest are left as they are)
 
 
 @dataclass
@@ -76,7 +78,10 @@ class ModelConfig:
     stages: Optional[StagesConfig] = None  # likewise: the multi-stage family
     blocks: List[BlockConfig] = field(default_factory=list)
     dropout: float = 0.0
-    bias: bool = True  # conv biases; Conv -> ReLU -> BN, so a bias shifts the ReLU's threshold (not redundant)
+    # conv biases: under conv_relu_bn a bias shifts the ReLU's threshold (not redundant); under conv_bn_relu the
+    # BN's mean subtraction cancels it
+    bias: bool = True
+    block: str = "conv_relu_bn"  # each conv unit's order (BLOCK_ORDERS in archsearch/core/model.py)
     head: str = "conv"  # "conv": GAP then 1x1 conv (FC-free); "linear": GAP then Linear
     num_classes: int = 10
 
@@ -94,8 +99,8 @@ class OptimConfig:
 
 @dataclass
 class SchedConfig:
-    name: str = "none"  # none | onecycle | cosine | step
-    pct_start: float = 0.25  # onecycle: fraction of steps spent warming up
+    name: str = "none"  # none | onecycle | cosine | step | linear
+    pct_start: float = 0.25  # onecycle, linear: fraction of steps spent warming up
     div_factor: float = 25.0  # onecycle: initial LR = lr / div_factor
     final_div_factor: float = 1e3
     # onecycle: cycle the momentum against the LR (PyTorch's default, and every searched and confirmed run's):
@@ -105,6 +110,8 @@ class SchedConfig:
     max_momentum: float = 0.95
     step_epochs: int = 6  # step: decay every this many epochs
     gamma: float = 0.1  # step: decay factor
+    start_factor: float = 0.5  # linear: the first LR is optim.lr * start_factor, rising linearly to optim.lr
+    end_factor: float = 0.0  # linear: falling linearly from optim.lr to optim.lr * end_factor at the last step
 
 
 DEFAULT_MOMENTUM = 0.9
@@ -144,6 +151,9 @@ class TrainConfig:
     # > 0 the average is what is evaluated, selected on and saved (the raw weights' accuracies are recorded
     # beside it). 0: off.
     ema: float = 0.0
+    # A run's objective from its last 3 validation epochs: their mean, or their minimum, which sees a run that
+    # swings from epoch to epoch as the confirmation rule (every epoch >= the target) does.
+    objective_rule: str = "mean"
     distill: DistillConfig = field(default_factory=DistillConfig)
     progress: bool = True
     checkpoint: bool = True
@@ -194,7 +204,8 @@ OBJECTIVES = {"val_acc": "maximize", "params": "minimize", "macs": "minimize"}
 CHOICES = {
     "model.head": ("conv", "linear"),
     "optim.name": ("sgd", "adamw"),
-    "sched.name": ("none", "onecycle", "cosine", "step"),
+    "sched.name": ("none", "onecycle", "cosine", "step", "linear"),
+    "train.objective_rule": OBJECTIVE_RULES,
     "train.precision": ("auto", "bf16", "fp32"),
     "train.device": ("auto", "cpu", "cuda"),
 }
@@ -203,6 +214,10 @@ CHOICES = {
 # Keys that say where and how a run runs, not what it trains: two runs that differ only in these are the same
 # configuration (a finished confirmation is reused whatever they were; the sweep's duplicate check ignores them).
 MACHINE_KEYS = ("data.root", "train.threads", "train.progress", "train.device", "train.checkpoint")
+# Keys added after the committed studies ran, at the value that trains as before: left out of a configuration's
+# key at that value, so that a configuration keeps the key its trials were stored under.
+LATER_DEFAULTS = {"data.aug_p": 1.0, "model.block": "conv_relu_bn", "sched.start_factor": 0.5,
+                  "sched.end_factor": 0.0, "train.objective_rule": "mean"}
 # A sweep's bookkeeping for each job, and the name a run is filed under: no part of what is trained either.
 BOOKKEEPING_KEYS = ("trial", "trial_budget", "reseed", "model.name", "hydra")
 
@@ -232,12 +247,13 @@ def configuration_key(cfg: DictConfig) -> str:
     c["model"] = OmegaConf.to_container(expand(job.model), resolve=True)
     if not distills(job):  # its temperature and weight, or the teacher at weight 0, change nothing
         c["train"]["distill"] = None
-    for key in (*MACHINE_KEYS, *BOOKKEEPING_KEYS):
+    for key in (*MACHINE_KEYS, *BOOKKEEPING_KEYS, *LATER_DEFAULTS):
         *parents, leaf = key.split(".")
         node = c
         for p in parents:
             node = node.get(p) or {}
-        node.pop(leaf, None)
+        if key not in LATER_DEFAULTS or node.get(leaf, LATER_DEFAULTS[key]) == LATER_DEFAULTS[key]:
+            node.pop(leaf, None)
     return hashlib.sha256(json.dumps(c, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -303,6 +319,7 @@ def validate(cfg: DictConfig) -> None:
     require("data.rotation", 0 <= cfg.data.rotation <= 180, "in [0, 180] degrees")
     require("data.translate", 0 <= cfg.data.translate < 0.5, "in [0, 0.5)")
     require("data.scale", 0 <= cfg.data.scale < 0.5, "in [0, 0.5)")
+    require("data.aug_p", 0 <= cfg.data.aug_p <= 1, "in [0, 1]")
     require("sched.pct_start", 0 < cfg.sched.pct_start < 1, "in (0, 1)")
     require("train.label_smoothing", 0 <= cfg.train.label_smoothing < 1, "in [0, 1)")
     require("train.ema", 0 <= cfg.train.ema < 1, "in [0, 1) (0: off)")
@@ -313,6 +330,8 @@ def validate(cfg: DictConfig) -> None:
         require("train.distill.teacher", Path(kd.teacher).is_file(),
                 f"a checkpoint file (model.pt) this tool wrote; none at {Path(kd.teacher).absolute()}")
     require("sched.step_epochs", cfg.sched.step_epochs > 0, "> 0")
+    require("sched.start_factor", 0 <= cfg.sched.start_factor <= 1, "in [0, 1]")
+    require("sched.end_factor", 0 <= cfg.sched.end_factor <= 1, "in [0, 1]")
     require("constraints.max_params", cfg.constraints.max_params > 0, "> 0")
     require("constraints.target_acc", 0 < cfg.constraints.target_acc <= 1, "in (0, 1]")
     if cfg.data.train_subset and cfg.data.val_size >= cfg.data.train_subset:

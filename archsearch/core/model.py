@@ -18,6 +18,9 @@ from archsearch.core.errors import BudgetError, ConfigError
 from archsearch.core.layers import Dropout, MaxPool2d
 
 IMAGE_SHAPE = (1, 28, 28)
+# Each conv unit's order. conv_relu_bn is the documented Net's, and a config without model.block (an older
+# checkpoint's) builds it; conv_bn_relu is the usual order (the BN's shift then sets the ReLU's threshold).
+BLOCK_ORDERS = ("conv_relu_bn", "conv_bn_relu")
 MNIST_CLASSES = 10
 
 
@@ -82,6 +85,8 @@ def _check_model_config(cfg: DictConfig) -> None:
         raise ConfigError(f"model.dropout={cfg.dropout}: must be in [0, 1)")
     if cfg.head not in ("conv", "linear"):
         raise ConfigError(f"model.head={cfg.head!r}: must be one of conv, linear")
+    if cfg.get("block", BLOCK_ORDERS[0]) not in BLOCK_ORDERS:
+        raise ConfigError(f"model.block={cfg.block!r}: must be one of {', '.join(BLOCK_ORDERS)}")
 
 
 def _check_widths(cfg: DictConfig) -> None:
@@ -225,11 +230,13 @@ def build_model(cfg: DictConfig | Mapping[str, Any]) -> tuple[nn.Module, ModelRe
         layers.append(Layer(f"{stage}.{len(seq) - 1}", type(module).__name__, (channels, height, width), rf,
                             sum(p.numel() for p in module.parameters()), macs))
 
+    bn_first = cfg.get("block", BLOCK_ORDERS[0]) == "conv_bn_relu"
+
     def conv_unit(seq: nn.Sequential, stage: str, key: str, out: int, k: int, pad: int, pool: bool) -> None:
-        # Conv -> ReLU -> BN [-> MaxPool] -> Dropout, the order of the documented Net.
+        # Conv -> ReLU -> BN (or Conv -> BN -> ReLU) [-> MaxPool] -> Dropout
         add(seq, nn.Conv2d(channels, out, kernel_size=k, padding=pad, bias=cfg.bias), stage, key)
-        add(seq, nn.ReLU(), stage, key)
-        add(seq, nn.BatchNorm2d(out), stage, key)
+        for module in (nn.BatchNorm2d(out), nn.ReLU()) if bn_first else (nn.ReLU(), nn.BatchNorm2d(out)):
+            add(seq, module, stage, key)
         if pool:
             add(seq, MaxPool2d(2, 2), stage, key)
         if cfg.dropout > 0:

@@ -124,9 +124,24 @@ def make_optimizer(model: Any, cfg: DictConfig, steps_per_epoch: int) -> tuple[A
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total)
     elif s.name == "step":
         sched = torch.optim.lr_scheduler.StepLR(opt, step_size=s.step_epochs * steps_per_epoch, gamma=s.gamma)
+    elif s.name == "linear":
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, linear_warmup_anneal(total, s))
     else:
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
     return opt, sched
+
+
+def linear_warmup_anneal(total: int, s: Any) -> Any:
+    """The LR factor at each step of sched=linear: s.start_factor rising linearly to 1 at s.pct_start of the
+    `total` steps, then falling linearly to s.end_factor at the last."""
+    peak = max(1, round(s.pct_start * total))
+
+    def factor(step: int) -> float:
+        if step < peak:
+            return s.start_factor + (1 - s.start_factor) * step / peak
+        return 1 + (s.end_factor - 1) * min(1.0, (step - peak) / max(1, total - peak))
+
+    return factor
 
 
 def weight_average(model: Any, decay: float) -> Any:
@@ -269,7 +284,7 @@ class _Run:
             val = "-" if record["val_acc"] is None else f"{record['val_acc']:.4f}"
             log.info(f"epoch {epoch:2d}/{cfg.train.epochs}  loss {train_loss:.4f}  val {val}  "
                      f"test {record['test_acc']:.4f}  {record['seconds']:.1f}s")
-            stop = self.callbacks.epoch_end(epoch, objective_so_far(result.epochs))
+            stop = self.callbacks.epoch_end(epoch, objective_so_far(result.epochs, cfg.train.objective_rule))
             if stop and epoch < cfg.train.epochs:
                 result.status, result.reason = "pruned", stop
                 log.info(stop)
@@ -302,7 +317,7 @@ class _Run:
 
 
 def _objective(cfg: DictConfig, result: RunResult) -> Any:
-    acc = objective_so_far(result.epochs)
+    acc = objective_so_far(result.epochs, cfg.train.objective_rule)
     if acc is None:
         return None
     values = [{"val_acc": acc, "params": result.report.params, "macs": result.report.macs}[k] for k in cfg.objectives]

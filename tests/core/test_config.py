@@ -61,7 +61,7 @@ def test_schema_rejects_typos_and_types_naming_the_key(override, key):
     ("train.epochs=21", "train.epochs=21: must be in [1, constraints.max_epochs=20]"),
     ("train.epochs=0", "train.epochs=0: must be in [1, constraints.max_epochs=20]"),
     ("train.batch_size=0", "train.batch_size=0: must be > 0"),
-    ("sched.name=linear", "sched.name='linear': must be one of none, onecycle, cosine, step"),
+    ("sched.name=exponential", "sched.name='exponential': must be one of none, onecycle, cosine, step, linear"),
     ("data.rotation=-5", "data.rotation=-5.0: must be in [0, 180] degrees"),
     ("objectives=[accuracy]", "'accuracy' is not one of val_acc, params, macs"),
 ])

@@ -67,9 +67,11 @@ def test_affine_grid_matches_torch() -> None:
     torch.testing.assert_close(affine_grid(cos, sin, shift, 28, 20), want, atol=1e-6, rtol=0)
 
 
-@pytest.mark.parametrize("images, batch_size", [(1000, 64), (300, 7), (64, 64)])  # partial last batch and chunk
-def test_epoch_batches_are_the_batches_prepared_one_by_one(mnist, images: int, batch_size: int) -> None:
-    cfg = compose(["data.rotation=10", "data.translate=0.1", "data.scale=0.1", f"train.batch_size={batch_size}"])
+@pytest.mark.parametrize("images, batch_size, aug_p", [(1000, 64, 1.0), (300, 7, 1.0), (64, 64, 1.0),
+                                                     (300, 7, 0.5)])  # partial last batch and chunk; some augmented
+def test_epoch_batches_are_the_batches_prepared_one_by_one(mnist, images: int, batch_size: int, aug_p: float) -> None:
+    cfg = compose(["data.rotation=10", "data.translate=0.1", "data.scale=0.1", f"train.batch_size={batch_size}",
+                   f"data.aug_p={aug_p}"])
     x_u8, y = mnist.train_images[:images], mnist.train_labels[:images]
     order = torch.randperm(images, generator=torch.Generator().manual_seed(1))
     together, one_by_one = torch.Generator().manual_seed(0), torch.Generator().manual_seed(0)
