@@ -17,7 +17,7 @@ from pathlib import Path
 
 from scipy.stats import spearmanr
 
-LAST = 3
+from archsearch.core.records import OBJECTIVE_EPOCHS as LAST
 
 
 def confirmed(run_dirs: list[Path]) -> tuple[float, float]:

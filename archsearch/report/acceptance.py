@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Any, Optional
 
 from archsearch.core.errors import ConfigError
+from archsearch.core.records import OBJECTIVE_EPOCHS as LAST  # the rule judges the epochs the objective averages
 from archsearch.report.rows import BASELINE_LABEL, read_metrics
 from archsearch.report.tables import fmt_duration, fmt_int, fmt_pct, run_command
 
-LAST = 3  # the target in each of the last 3 epochs, not one lucky epoch
 MIN_SEEDS = 3  # one seed is a result; confirmation needs repeats
 BASELINE = "baseline"  # model.name of the documented Net (conf/model/baseline.yaml)
 
