@@ -152,7 +152,8 @@ def more_seeds(cfg: DictConfig, result: RunResult, out_dir: Optional[Path], link
     """Train seeds cfg.seed + 1, ... of the trial in <run dir>/seed_<k>, then make its objective the mean over
     its seeds. A seed that would overrun the sweep's budget is not started; the trial keeps the seeds it has,
     saying why."""
-    from archsearch.search.trial import lost_reason
+    from archsearch.search.reseed import TRAINING_SEED
+    from archsearch.search.trial import REASON, STATUS, lost_reason
 
     objectives, dirs, epochs, note = [result.objective], [str(out_dir)], len(result.epochs), None
     started = time.perf_counter()
@@ -170,8 +171,11 @@ def more_seeds(cfg: DictConfig, result: RunResult, out_dir: Optional[Path], link
         seed_cfg.seed = cfg.seed + k
         seed_dir = None if out_dir is None else out_dir / f"seed_{seed_cfg.seed}"
         log.info(f"in the study's top {cfg.reseed.top}: training seed {seed_cfg.seed} too, in {seed_dir}")
-        # The first seed's end cleared what the trial says if its worker dies: say it again, with the seed.
-        link.record(reason=f"{lost_reason()} while training seed {seed_cfg.seed}")
+        # Until every seed is in, the trial is no longer complete: a stop now must fail it, never let the sweeper
+        # tell it COMPLETE on its first seed. The first seed's end also cleared what the trial says if its worker
+        # dies: say it again, with the seed.
+        link.record(**{STATUS: None, TRAINING_SEED: seed_cfg.seed,
+                       REASON: f"{lost_reason()} while training seed {seed_cfg.seed}"})
         again = train(seed_cfg, seed_dir, FurtherSeedCallbacks(link, seed_cfg.seed))
         objectives.append(again.objective)
         dirs.append(str(seed_dir))
@@ -179,7 +183,7 @@ def more_seeds(cfg: DictConfig, result: RunResult, out_dir: Optional[Path], link
     result.objective = sum(objectives) / len(objectives)
     link.record(objective=result.objective, seed_objectives=objectives, seeds=list(range(cfg.seed, cfg.seed + len(
         objectives))), seed_run_dirs=dirs, epochs_trained=epochs, reseed_note=note,
-        reseed_wall_time_s=time.perf_counter() - started, reason=None)
+        reseed_wall_time_s=time.perf_counter() - started, **{STATUS: "complete", TRAINING_SEED: None, REASON: None})
 
 
 def _share_cores(cfg: DictConfig) -> None:

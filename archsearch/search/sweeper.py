@@ -450,8 +450,11 @@ class SweeperLogic(Sweeper):
         return per_epoch * int(a.get("train.epochs") or epochs) * self.budget_cfg.confirm_seeds
 
     def _best(self, study: Any) -> Any:
-        """The best complete trial so far (single objective), else None."""
+        """The best complete trial so far (single objective), else None; in a study that reseeds, ranked as the
+        review ranks it: a trial short of seeds after those that hold them all (archsearch/search/reseed.py)."""
         import optuna
+
+        from archsearch.search.reseed import rank_keys
 
         if len(self.directions) != 1:
             return None
@@ -459,8 +462,8 @@ class SweeperLogic(Sweeper):
         done = [t for t in done if t.user_attrs.get("status", "complete") == "complete"]
         if not done:
             return None
-        sign = 1 if self.directions[0] == "maximize" else -1
-        return max(done, key=lambda t: sign * t.value)
+        keys = rank_keys([(t.value, t.user_attrs) for t in done], 1 if self.directions[0] == "maximize" else -1)
+        return done[min(range(len(done)), key=keys.__getitem__)]
 
     def _finish(self, study: Any, reason: str) -> None:
         """Write optimization_results.yaml (best trial(s), never a pruned one) and say how it ended."""
@@ -509,9 +512,11 @@ class SweeperLogic(Sweeper):
         """End every trial this run asked that is still RUNNING, so that none is left for a heartbeat to find:
         a job that finished but was not told yet keeps its result (COMPLETE, PRUNED, or FAIL with its own
         reason); any other is failed with `why` and how far it got (jobs in other processes may have been
-        killed before they could fail their trials themselves)."""
+        killed before they could fail their trials themselves), a trial training a further seed too: it is
+        never COMPLETE on fewer seeds than asked, and the next sweep runs it again."""
         import optuna
 
+        from archsearch.search.reseed import TRAINING_SEED
         from archsearch.search.trial import REASON, STATUS
 
         state = optuna.trial.TrialState
@@ -529,7 +534,9 @@ class SweeperLogic(Sweeper):
                     study.tell(number, state=state.PRUNED, skip_if_finished=True)
                     continue
                 if status != "failed":
-                    if "run_dir" not in attrs:
+                    if attrs.get(TRAINING_SEED):  # its first seed is in, not the others: never COMPLETE on it
+                        reason = f"{why} while training seed {attrs[TRAINING_SEED]}"
+                    elif "run_dir" not in attrs:
                         reason = f"{why} before its job started"
                     elif trial.intermediate_values:
                         reason = f"{why} before its job finished, after epoch {max(trial.intermediate_values)}"
