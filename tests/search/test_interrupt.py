@@ -274,8 +274,11 @@ def test_trials_lost_to_a_stop_or_a_dead_worker_are_queued_once_to_run_again(tmp
     # was never judged, each once (retry_lost=1), and only where it fits this sweep's search space.
     from hydra_plugins.archsearch_sweeper.archsearch_sweeper import ArchSearchSweeper
 
+    from archsearch.search.storage import open_storage
+
     space = {"optim.lr": optuna.distributions.FloatDistribution(0.01, 0.1)}
-    study = optuna.create_study(study_name="t", storage=f"sqlite:///{tmp_path}/optuna.db", direction="maximize")
+    storage = open_storage(f"sqlite:///{tmp_path}/optuna.db")
+    study = optuna.create_study(study_name="t", storage=storage, direction="maximize")
     ends = {"complete": ("complete", None), "diverged": ("failed", "diverged: loss nan at epoch 1"),
             "duplicate": ("duplicate", "same configuration as #0"),
             "terminated": ("failed", "terminated (SIGTERM) while training seed 2 during epoch 7"),
@@ -298,12 +301,12 @@ def test_trials_lost_to_a_stop_or_a_dead_worker_are_queued_once_to_run_again(tmp
     sweeper = ArchSearchSweeper.__new__(ArchSearchSweeper)
 
     sweeper.retry_lost = 0
-    sweeper._queue_retries(study, space)
+    sweeper._queue_retries(study, storage, space)
     assert len(study.get_trials()) == len(ends)  # retries off: nothing queued
 
     sweeper.retry_lost = 1
     for _ in range(2):  # a second sweep, or a second worker starting, queues nothing more
-        sweeper._queue_retries(study, space)
+        sweeper._queue_retries(study, storage, space)
     queued = study.get_trials(states=[optuna.trial.TrialState.WAITING])
     lost = [numbers[k] for k in ("terminated", "interrupted", "killed-in-seed-2", "worker-lost")]
     assert [t.system_attrs["failed_trial"] for t in queued] == lost
@@ -316,10 +319,10 @@ def test_trials_lost_to_a_stop_or_a_dead_worker_are_queued_once_to_run_again(tmp
     retry.set_user_attr("status", "failed")
     retry.set_user_attr("reason", "terminated (SIGTERM) during epoch 3")
     study.tell(retry, state=FAIL)
-    sweeper._queue_retries(study, space)
+    sweeper._queue_retries(study, storage, space)
     assert len(study.get_trials(states=[optuna.trial.TrialState.WAITING])) == len(lost) - 1
     sweeper.retry_lost = 2
-    sweeper._queue_retries(study, space)
+    sweeper._queue_retries(study, storage, space)
     again = study.get_trials(states=[optuna.trial.TrialState.WAITING])[-1]
     assert again.system_attrs["retry_history"] == [numbers["terminated"], retry.number]
 

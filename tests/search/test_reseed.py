@@ -78,7 +78,7 @@ def test_a_trial_killed_in_its_second_seed_fails_saying_so_and_is_queued_again(t
     assert stopped.user_attrs["reason"] == "terminated (SIGTERM) while training seed 2"
 
     sweeper.retry_lost = 1
-    sweeper._queue_retries(study, stopped.distributions)
+    sweeper._queue_retries(study, storage, stopped.distributions)
     [retry] = study.get_trials(states=[optuna.trial.TrialState.WAITING])
     assert retry.system_attrs["failed_trial"] == stopped.number and retry.params == stopped.params
 
