@@ -62,7 +62,8 @@ class Review:
 
     @property
     def winner(self) -> Optional[Row]:
-        """The best complete trial: a pruned one never wins, whatever its last value."""
+        """The best complete trial as ranked: a pruned one never wins, whatever its last value, nor, in a study that
+        reseeds, one short of seeds ahead of those that hold them all."""
         return next((r for r in self.rows if r.state == "complete"), None)
 
     def accuracy(self, row: Row) -> Optional[float]:
@@ -97,8 +98,8 @@ def rank(rows: list[Row], directions: Sequence[str]) -> list[Row]:
         reseeded = dict(zip(map(id, done), rank_keys(seeded, signs[0])))
         asked = seeds_asked(seeded)
         for r in done:
-            if reseeded[id(r)][1]:
-                r.label = f"{r.label}, {short_of_seeds(_user_attrs(r), asked)}"
+            if note := short_of_seeds(_user_attrs(r), asked):
+                r.label = f"{r.label}, {note}"
 
     def key(r: Row) -> tuple:
         score, short = reseeded.get(id(r), (-signs[0] * r.objective[0] if r.objective else float("inf"), False))
