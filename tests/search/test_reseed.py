@@ -16,7 +16,7 @@ from omegaconf import OmegaConf
 from archsearch.search import job
 from archsearch.search.reseed import rank_keys, seeds_asked, short_of_seeds
 from archsearch.search.storage import open_storage
-from archsearch.search.trial import trial_id
+from archsearch.search.trial import TrialLink, trial_id
 
 COMPLETE, FAIL = optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL
 
@@ -26,7 +26,9 @@ class Killed(Exception):
 
 
 class StorageLink:
-    """TrialLink's writing half, on a trial of a real storage."""
+    """TrialLink without its heartbeat thread and pruner, on a trial of a real storage."""
+
+    ahead_of = TrialLink.ahead_of
 
     def __init__(self, storage: Any, study: Any, number: int) -> None:
         self.storage, self.study, self.number = storage, study, number
@@ -41,26 +43,53 @@ class StorageLink:
         self.study.tell(self.number, state=FAIL, skip_if_finished=True)
 
 
-def reseed_cfg(seeds: int = 2, budget_epochs: Any = None) -> Any:
-    return OmegaConf.create({"seed": 1, "train": {"epochs": 2}, "reseed": {"top": 1, "seeds": seeds},
-                             "trial_budget": {"epochs": budget_epochs, "deadline": None}})
+def reseed_cfg(top: int = 1) -> Any:
+    return OmegaConf.create({"seed": 1, "train": {"epochs": 2}, "reseed": {"top": top, "seeds": 2,
+                                                                           "min_objective": None},
+                             "trial_budget": {"epochs": None, "deadline": None}})
 
 
-def first_seed_done(tmp_path: Path) -> tuple[Any, Any, StorageLink, Any]:
-    """A study with one trial whose first seed has just ended as a job records it (TrialCallbacks.finished)."""
+def first_seed_done(tmp_path: Path, top: int = 1) -> tuple[Any, Any, StorageLink, Any]:
+    """A study with one trial whose first seed has just ended, recorded by the job's TrialCallbacks.finished."""
     storage = open_storage(f"sqlite:///{tmp_path}/optuna.db")
     study = optuna.create_study(study_name="t", storage=storage, direction="maximize")
     trial = study.ask({"optim.lr": optuna.distributions.FloatDistribution(0.01, 0.1)})
     link = StorageLink(storage, study, trial.number)
-    link.record(run_dir=str(tmp_path / "run"), status="complete", objective=0.99, reason=None)
+    link.record(run_dir=str(tmp_path / "run"))
     trial.report(0.99, 2)
+    callbacks = job.TrialCallbacks(link, reseed_cfg(top))
+    callbacks.finished({"status": "complete", "objective": 0.99, "epochs_trained": 2})
     first = SimpleNamespace(status="complete", objective=0.99, epochs=[{"seconds": 1.0}] * 2)
+    assert callbacks.reseeding is bool(top)  # alone in the study, it is in any top
     return storage, study, link, first
 
 
-def test_a_trial_killed_in_its_second_seed_fails_saying_so_and_is_queued_again(tmp_path, monkeypatch) -> None:
+def stopped_by_the_sweeper(study: Any, storage: Any, link: StorageLink) -> Any:
+    """The sweeper's safety net after its jobs were killed before they could fail their trials."""
     from hydra_plugins.archsearch_sweeper.archsearch_sweeper import ArchSearchSweeper
 
+    sweeper = ArchSearchSweeper.__new__(ArchSearchSweeper)
+    sweeper.ids = {link.number: link.trial_id}
+    sweeper._fail_unfinished(study, storage, "terminated (SIGTERM)")
+    return sweeper
+
+
+def test_a_trial_without_further_seeds_is_complete_on_its_first(tmp_path: Path) -> None:
+    storage, study, link, _ = first_seed_done(tmp_path, top=0)
+    stopped_by_the_sweeper(study, storage, link)
+    [done] = study.get_trials()
+    assert done.state == COMPLETE and done.value == 0.99
+
+
+def test_a_trial_stopped_between_its_seeds_fails_saying_which_was_next(tmp_path: Path) -> None:
+    storage, study, link, _ = first_seed_done(tmp_path)
+    assert storage.get_trial(link.trial_id).user_attrs["status"] is None  # not complete: seed 2 is to come
+    stopped_by_the_sweeper(study, storage, link)
+    [stopped] = study.get_trials()
+    assert stopped.state == FAIL and stopped.user_attrs["reason"] == "terminated (SIGTERM) while training seed 2"
+
+
+def test_a_trial_killed_in_its_second_seed_fails_saying_so_and_is_queued_again(tmp_path, monkeypatch) -> None:
     storage, study, link, first = first_seed_done(tmp_path)
 
     def killed_in_training(cfg: Any, out_dir: Any, callbacks: Any) -> None:
@@ -69,10 +98,7 @@ def test_a_trial_killed_in_its_second_seed_fails_saying_so_and_is_queued_again(t
     monkeypatch.setattr(job, "train", killed_in_training)
     with pytest.raises(Killed):
         job.more_seeds(reseed_cfg(), first, tmp_path / "run", link)
-    # The sweeper's safety net after its jobs were killed: the first seed's record must not make it COMPLETE.
-    sweeper = ArchSearchSweeper.__new__(ArchSearchSweeper)
-    sweeper.ids = {link.number: link.trial_id}
-    sweeper._fail_unfinished(study, storage, "terminated (SIGTERM)")
+    sweeper = stopped_by_the_sweeper(study, storage, link)
     [stopped] = study.get_trials()
     assert stopped.state == FAIL and stopped.user_attrs["status"] == "failed"
     assert stopped.user_attrs["reason"] == "terminated (SIGTERM) while training seed 2"
