@@ -284,6 +284,7 @@ def test_trials_lost_to_a_stop_or_a_dead_worker_are_queued_once_to_run_again(tmp
             "terminated": ("failed", "terminated (SIGTERM) while training seed 2 during epoch 7"),
             "interrupted": ("failed", "interrupted (SIGINT) during epoch 2"),
             "killed-in-seed-2": (None, "worker lost: no heartbeat for over 60 s while training seed 2"),
+            "killed-in-seed-2-older": ("complete", None),  # as jobs recorded it before seed 2 withdrew `complete`
             "worker-lost": (None, "worker lost: no heartbeat for over 60 s"),
             "other-space": ("failed", "terminated (SIGTERM) during epoch 1")}
     numbers = {}
@@ -308,7 +309,8 @@ def test_trials_lost_to_a_stop_or_a_dead_worker_are_queued_once_to_run_again(tmp
     for _ in range(2):  # a second sweep, or a second worker starting, queues nothing more
         sweeper._queue_retries(study, storage, space)
     queued = study.get_trials(states=[optuna.trial.TrialState.WAITING])
-    lost = [numbers[k] for k in ("terminated", "interrupted", "killed-in-seed-2", "worker-lost")]
+    lost = [numbers[k] for k in ("terminated", "interrupted", "killed-in-seed-2", "killed-in-seed-2-older",
+                                 "worker-lost")]
     assert [t.system_attrs["failed_trial"] for t in queued] == lost
     assert [t.system_attrs["retry_history"] for t in queued] == [[n] for n in lost]
     assert "fixed_params" not in queued[0].system_attrs  # not a trial queued by hand (RESULTS.md tells those)
