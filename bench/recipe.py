@@ -14,7 +14,7 @@ import json
 import statistics
 from pathlib import Path
 
-LAST = 3
+from archsearch.core.records import OBJECTIVE_EPOCHS as LAST
 
 
 def last3(epochs: list[dict], key: str) -> list[float] | None:

@@ -28,7 +28,8 @@ from pathlib import Path
 
 from scipy.stats import spearmanr
 
-LAST = 3
+from archsearch.core.records import OBJECTIVE_EPOCHS as LAST
+
 RULES = {"seed 1, mean of last 3 (v2)": lambda f: f["mean1"], "seed 1, min of last 3": lambda f: f["min1"],
          "seeds 1-2, mean (v3)": lambda f: (f["mean1"] + f["mean2"]) / 2,
          "seeds 1-2, min of last 3": lambda f: min(f["min1"], f["min2"])}

@@ -1,7 +1,9 @@
 """The acceptance rule ("confirmed"), in one place for confirm.py and results.py: a configuration is CONFIRMED
-when, for every seed (at least MIN_SEEDS), its test accuracy is at least constraints.target_acc in each of the
-last LAST epochs, and it has no fully connected layer, fewer params than constraints.max_params and at most
-constraints.max_epochs epochs. Runs are read from the metrics.json that training wrote."""
+when, for every seed (at least MIN_SEEDS), its test accuracy is at least the assignment's target_acc in each of
+the last LAST epochs, and it has no fully connected layer, fewer params than the assignment's max_params and at
+most its max_epochs epochs (conf/constraints/assignment.yaml). Every run is judged against the assignment, never
+against the constraints its own config set: those are shown only as information. Runs are read from the
+metrics.json that training wrote."""
 from __future__ import annotations
 
 import statistics
@@ -9,11 +11,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
+from archsearch.core.defaults import CONF, assignment
 from archsearch.core.errors import ConfigError
+from archsearch.core.records import OBJECTIVE_EPOCHS as LAST  # the rule judges the epochs the objective averages
+from archsearch.core.records import first_epoch_at
 from archsearch.report.rows import BASELINE_LABEL, read_metrics
 from archsearch.report.tables import fmt_duration, fmt_int, fmt_pct, run_command
 
-LAST = 3  # the target in each of the last 3 epochs, not one lucky epoch
 MIN_SEEDS = 3  # one seed is a result; confirmation needs repeats
 BASELINE = "baseline"  # model.name of the documented Net (conf/model/baseline.yaml)
 
@@ -31,9 +35,10 @@ class Run:
     test: list[float]  # test accuracy per epoch
     first_at_target: Optional[int]
     wall_s: Optional[float]
-    target: float
+    target: float  # the assignment's limits, which the rule judges against
     max_params: int
     max_epochs: int
+    own_constraints: dict[str, Any]  # what the run's own config set (constraints.*): information only
     overrides: list[str]  # the job's overrides without seed=, from .hydra/overrides.yaml
     teacher: Optional[dict[str, Any]] = None  # the distillation teacher its metrics.json names, if any
 
@@ -41,21 +46,38 @@ class Run:
     def last(self) -> list[float]:
         return self.test[-LAST:]
 
+    def own_limits_note(self) -> Optional[str]:
+        """What the run's config asked where it differs from the assignment, e.g. 'its config asked target 90.0%'."""
+        own = self.own_constraints
+        asked = [f"target {own['target_acc']:.1%}" if own.get("target_acc") != self.target else "",
+                 f"max_params {own['max_params']:,}" if own.get("max_params") != self.max_params else "",
+                 f"max_epochs {own['max_epochs']}" if own.get("max_epochs") != self.max_epochs else ""]
+        return f"its config asked {', '.join(a for a in asked if a)}" if any(asked) else None
+
+
+def assignment_limits() -> tuple[float, int, int]:
+    """(target_acc, max_params, max_epochs) of the assignment: what every run is judged against."""
+    from omegaconf import OmegaConf
+
+    target, max_params = assignment()
+    return target, max_params, int(OmegaConf.load(CONF / "constraints" / "assignment.yaml").max_epochs)
+
 
 def read_run(metrics_path: Path) -> Run:
     """A run from its metrics.json and, for the command that made it, its .hydra/overrides.yaml."""
     from omegaconf import OmegaConf
 
     m = read_metrics(metrics_path)
-    cfg, c = m["config"], m["config"]["constraints"]
+    cfg = m["config"]
     overrides_yaml = metrics_path.parent / ".hydra" / "overrides.yaml"
     overrides = list(OmegaConf.load(overrides_yaml)) if overrides_yaml.is_file() else []
+    target, max_params, max_epochs = assignment_limits()
+    test = [e["test_acc"] for e in m["epochs"]]
     return Run(path=metrics_path.parent, name=cfg["model"]["name"], seed=cfg["seed"], status=m["status"],
-               reason=m.get("reason"), params=m["params"], macs=m["macs"], fc_layers=m["fc_layers"],
-               test=[e["test_acc"] for e in m["epochs"]], first_at_target=m.get("first_epoch_at_target"),
-               wall_s=m.get("wall_time_s"), target=c["target_acc"], max_params=c["max_params"],
-               max_epochs=c["max_epochs"], overrides=[o for o in overrides if not o.startswith("seed=")],
-               teacher=m.get("teacher"))
+               reason=m.get("reason"), params=m["params"], macs=m["macs"], fc_layers=m["fc_layers"], test=test,
+               first_at_target=first_epoch_at(test, target), wall_s=m.get("wall_time_s"), target=target,
+               max_params=max_params, max_epochs=max_epochs, own_constraints=dict(cfg["constraints"]),
+               overrides=[o for o in overrides if not o.startswith("seed=")], teacher=m.get("teacher"))
 
 
 @dataclass
@@ -118,10 +140,10 @@ class Experiment:
         if r.fc_layers:
             misses.append(f"it has a fully connected layer ({', '.join(r.fc_layers)}), which the rules forbid")
         if r.params >= r.max_params:
-            misses.append(f"{r.params:,} params, not under constraints.max_params={r.max_params:,}")
+            misses.append(f"{r.params:,} params, not under the assignment's {r.max_params:,}")
         longest = max(len(run.test) for run in self.runs)
         if longest > r.max_epochs:
-            misses.append(f"{longest} epochs, over constraints.max_epochs={r.max_epochs}")
+            misses.append(f"{longest} epochs, over the assignment's {r.max_epochs}")
         if len(self.runs) < MIN_SEEDS:
             misses.append(f"{len(self.runs)} seed(s); confirmation needs {MIN_SEEDS}")
         if len({(run.params, tuple(run.fc_layers)) for run in self.runs}) > 1:
@@ -133,14 +155,21 @@ class Experiment:
         return not self.accuracy_misses() and not self.rule_misses()
 
     def verdict(self) -> str:
-        r, misses = self.first, self.accuracy_misses()
+        r, misses, note = self.first, self.accuracy_misses(), self.own_limits_note()
         reached = f"every seed reaches {r.target:.1%} in each of the last {LAST} epochs (min {fmt_pct(self.min)})"
         if self.confirmed:
-            return (f"**CONFIRMED**: FC-free, {r.params:,} < {r.max_params:,} params, "
+            text = (f"**CONFIRMED**: FC-free, {r.params:,} < {r.max_params:,} params, "
                     f"{max(len(x.test) for x in self.runs)} <= {r.max_epochs} epochs; {reached}.")
-        below = ["accuracy rule fails: " + "; ".join(misses)] if misses else []
-        text = f"**NOT CONFIRMED**: {'; '.join(self.rule_misses() + below)}."
-        return text if misses else f"{text} Accuracy alone passes: {reached}."
+        else:
+            below = ["accuracy rule fails: " + "; ".join(misses)] if misses else []
+            text = f"**NOT CONFIRMED**: {'; '.join(self.rule_misses() + below)}."
+            text = text if misses else f"{text} Accuracy alone passes: {reached}."
+        return f"{text} {note}" if note else text
+
+    def own_limits_note(self) -> Optional[str]:
+        """Where the runs' own configs set other limits than the assignment, what they asked (information only)."""
+        notes = sorted({n for r in self.runs if (n := r.own_limits_note())})
+        return f"Judged against the assignment; {'; '.join(notes)}." if notes else None
 
     def commands(self) -> list[str]:
         """Commands that reproduce the runs found: one per distinct set of overrides, with their seeds."""

@@ -7,6 +7,7 @@ from typing import Any, Callable, Optional, Sequence, TypeVar
 
 from archsearch.core.defaults import assignment
 from archsearch.report.rows import BASELINE_LABEL, STATES, Row, as_number, metrics_row, read_metrics, trial_row
+from archsearch.search.reseed import rank_keys, seeds_asked, short_of_seeds
 
 RANKED_BY_VALUE = ("complete", "pruned", "running")  # the states that have an objective to sort by
 T = TypeVar("T")
@@ -61,7 +62,8 @@ class Review:
 
     @property
     def winner(self) -> Optional[Row]:
-        """The best complete trial: a pruned one never wins, whatever its last value."""
+        """The best complete trial as ranked: a pruned one never wins, whatever its last value, nor, in a study that
+        reseeds, one short of seeds ahead of those that hold them all."""
         return next((r for r in self.rows if r.state == "complete"), None)
 
     def accuracy(self, row: Row) -> Optional[float]:
@@ -80,19 +82,29 @@ class Review:
 
 def rank(rows: list[Row], directions: Sequence[str]) -> list[Row]:
     """Rows in STATES order: complete trials by value (Pareto layers first for several objectives), pruned and
-    running ones by their last value, then rejected, failed; numbers break ties."""
+    running ones by their last value, then rejected, failed; numbers break ties. In a study that reseeds, a
+    complete trial short of seeds ranks after those holding them all, and its label says so ("1 of 2 seeds")."""
     signs = [1 if d == "maximize" else -1 for d in directions]
     layer: dict[int, int] = {}
-    left = [r for r in rows if r.state == "complete" and r.objective]
-    depth = 0
+    done = [r for r in rows if r.state == "complete" and r.objective]
+    left, depth = done, 0
     while left and len(signs) > 1:  # non-dominated sorting: peel Pareto fronts
         front = pareto_front(left, key=lambda r: [s * v for s, v in zip(signs, r.objective)])
         layer.update({id(r): depth for r in front})
         left, depth = [r for r in left if id(r) not in layer], depth + 1
+    reseeded: dict[int, tuple[float, bool]] = {}
+    if len(signs) == 1:  # the reseed ranks trials by one objective
+        seeded = [(r.objective[0], _user_attrs(r)) for r in done]
+        reseeded = dict(zip(map(id, done), rank_keys(seeded, signs[0])))
+        asked = seeds_asked(seeded)
+        for r in done:
+            if note := short_of_seeds(_user_attrs(r), asked):
+                r.label = f"{r.label}, {note}"
 
     def key(r: Row) -> tuple:
-        score = -signs[0] * r.objective[0] if r.objective else float("inf")
-        return STATES.index(r.state), layer.get(id(r), 0), score if r.state in RANKED_BY_VALUE else 0, r.number
+        score, short = reseeded.get(id(r), (-signs[0] * r.objective[0] if r.objective else float("inf"), False))
+        return (STATES.index(r.state), layer.get(id(r), 0), score if r.state in RANKED_BY_VALUE else 0, short,
+                r.number)
 
     ranked = sorted(rows, key=key)
     for i, r in enumerate(ranked, 1):
@@ -118,6 +130,10 @@ def summarize(rows: list[Row], duplicates: int = 0) -> StudyTotals:
                    epochs_budget=sum(r.max_epochs or longest for r in rows),
                    max_epochs=maxima.pop() if len(maxima) == 1 else None, trial_time_s=sum(times),
                    span_s=(max(ends) - min(starts)).total_seconds() if starts and ends else None)
+
+
+def _user_attrs(row: Row) -> dict[str, Any]:
+    return row.trial.user_attrs if row.trial is not None else {}
 
 
 def _attr(trials: Sequence[Any], key: str) -> Optional[str]:

@@ -40,6 +40,7 @@ class TrialCallbacks(RunCallbacks):
     and stops the run when the pruner or the sweep's budget says so."""
 
     nested_progress = True  # the sweep's bar holds the top line (archsearch/search/budget.py)
+    reseeding = False  # the first seed is in and further seeds follow (more_seeds)
 
     def __init__(self, link: Any, cfg: DictConfig) -> None:
         self.link, self.cfg = link, cfg
@@ -59,7 +60,9 @@ class TrialCallbacks(RunCallbacks):
         return out_of_budget(self.cfg.trial_budget, epoch)
 
     def finished(self, summary: dict[str, Any]) -> None:
-        self.link.record(**{"reason": None, **summary})  # None replaces the worker-lost reason set at the start
+        self.reseeding = reseeds(self.cfg, summary["status"], summary["objective"], self.link)
+        further = _training_further_seed(self.cfg.seed + 1) if self.reseeding else {}
+        self.link.record(**{"reason": None, **summary, **further})  # None replaces the worker-lost reason
 
     def interrupted(self, reason: str) -> None:
         super().interrupted(reason)
@@ -95,7 +98,7 @@ def run_job(cfg: DictConfig) -> Any:
         try:
             _share_cores(cfg)
             result = train(cfg, out_dir, callbacks)
-            if link is not None and reseeds(cfg, result, link):
+            if link is not None and callbacks.reseeding:
                 more_seeds(cfg, result, out_dir, link)
             return result.objective
         except (ConfigError, BudgetError):
@@ -137,22 +140,23 @@ def out_of_budget(budget: Any, epoch: int) -> Optional[str]:
     return None
 
 
-def reseeds(cfg: DictConfig, result: RunResult, link: Any) -> bool:
+def reseeds(cfg: DictConfig, status: str, objective: Any, link: Any) -> bool:
     """Whether this trial trains more seeds (ReseedConfig): it is complete and its first seed would rank among
     the study's top reseed.top complete trials, and reaches reseed.min_objective when that is set."""
     top = cfg.reseed.top
-    if not (top and cfg.reseed.seeds > 1 and result.status == "complete" and isinstance(result.objective, float)):
+    if not (top and cfg.reseed.seeds > 1 and status == "complete" and isinstance(objective, float)):
         return False
-    if cfg.reseed.min_objective is not None and result.objective < cfg.reseed.min_objective:
+    if cfg.reseed.min_objective is not None and objective < cfg.reseed.min_objective:
         return False
-    return link.ahead_of(result.objective) < top
+    return link.ahead_of(objective) < top
 
 
 def more_seeds(cfg: DictConfig, result: RunResult, out_dir: Optional[Path], link: Any) -> None:
     """Train seeds cfg.seed + 1, ... of the trial in <run dir>/seed_<k>, then make its objective the mean over
     its seeds. A seed that would overrun the sweep's budget is not started; the trial keeps the seeds it has,
     saying why."""
-    from archsearch.search.trial import lost_reason
+    from archsearch.search.reseed import TRAINING_SEED
+    from archsearch.search.trial import REASON, STATUS
 
     objectives, dirs, epochs, note = [result.objective], [str(out_dir)], len(result.epochs), None
     started = time.perf_counter()
@@ -170,8 +174,7 @@ def more_seeds(cfg: DictConfig, result: RunResult, out_dir: Optional[Path], link
         seed_cfg.seed = cfg.seed + k
         seed_dir = None if out_dir is None else out_dir / f"seed_{seed_cfg.seed}"
         log.info(f"in the study's top {cfg.reseed.top}: training seed {seed_cfg.seed} too, in {seed_dir}")
-        # The first seed's end cleared what the trial says if its worker dies: say it again, with the seed.
-        link.record(reason=f"{lost_reason()} while training seed {seed_cfg.seed}")
+        link.record(**_training_further_seed(seed_cfg.seed))
         again = train(seed_cfg, seed_dir, FurtherSeedCallbacks(link, seed_cfg.seed))
         objectives.append(again.objective)
         dirs.append(str(seed_dir))
@@ -179,7 +182,17 @@ def more_seeds(cfg: DictConfig, result: RunResult, out_dir: Optional[Path], link
     result.objective = sum(objectives) / len(objectives)
     link.record(objective=result.objective, seed_objectives=objectives, seeds=list(range(cfg.seed, cfg.seed + len(
         objectives))), seed_run_dirs=dirs, epochs_trained=epochs, reseed_note=note,
-        reseed_wall_time_s=time.perf_counter() - started, reason=None)
+        reseed_wall_time_s=time.perf_counter() - started, **{STATUS: "complete", TRAINING_SEED: None, REASON: None})
+
+
+def _training_further_seed(seed: int) -> dict[str, Any]:
+    """What a trial records while it trains `seed` after its first: not complete until every seed is in, so that a
+    stop fails it instead of letting the sweeper tell it COMPLETE on fewer seeds; and, since the first seed's end
+    cleared it, what it says if its worker dies."""
+    from archsearch.search.reseed import TRAINING_SEED
+    from archsearch.search.trial import REASON, STATUS, lost_reason
+
+    return {STATUS: None, TRAINING_SEED: seed, REASON: f"{lost_reason()} while training seed {seed}"}
 
 
 def _share_cores(cfg: DictConfig) -> None:

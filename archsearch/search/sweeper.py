@@ -232,7 +232,7 @@ class SweeperLogic(Sweeper):
         storage = self._preflight(arguments)
         study = self._create_study(storage)
         distributions, fixed = self._search_space(arguments)
-        self._queue_retries(study, distributions)
+        self._queue_retries(study, storage, distributions)
         budget = Budget(self.n_trials, self.budget_cfg.epochs, self.budget_cfg.minutes,
                         confirm_seeds=self.budget_cfg.confirm_seeds)
         sampler = getattr(study.sampler, "wrapped", study.sampler)
@@ -335,18 +335,20 @@ class SweeperLogic(Sweeper):
             log.info(f"trial #{trial.number}: same configuration as #{same}; not trained, asking again")
         return None
 
-    def _queue_retries(self, study: Any, distributions: Dict[str, Any]) -> None:
+    def _queue_retries(self, study: Any, storage: Any, distributions: Dict[str, Any]) -> None:
         """Queue, ahead of the sampler's asks, each trial that a stop or a lost worker failed and that has no
         retry yet, up to retry_lost times per configuration. Queued as Optuna's RetryHeartbeatStaleTrialCallback
         does (a WAITING trial with the params and system attrs failed_trial and retry_history), so that Optuna's
         own helpers read it; not with study.enqueue_trial, which marks a trial queued by hand. Only a trial of
-        this search space: another space's params would not fit its distributions."""
+        this search space: another space's params would not fit its distributions. Workers starting together
+        queue one retry per lost trial (_yields_retry)."""
         import optuna
 
         from archsearch.search.trial import RETRY_OF, was_lost
 
         if not self.retry_lost:
             return
+        study_id = storage.get_study_id_from_name(study.study_name)
         trials = study.get_trials(deepcopy=False)
         retried = {t.system_attrs["retry_history"][-1] for t in trials if t.system_attrs.get("retry_history")}
         for t in trials:
@@ -358,11 +360,44 @@ class SweeperLogic(Sweeper):
             if t.distributions != distributions:
                 log.info(f"trial #{t.number} was lost, but not run again: its search space is not this sweep's")
                 continue
-            study.add_trial(optuna.trial.create_trial(
+            # What study.add_trial does, keeping the new trial's id for _yields_retry.
+            retry = storage.create_new_trial(study_id, template_trial=optuna.trial.create_trial(
                 state=optuna.trial.TrialState.WAITING, params=t.params, distributions=t.distributions,
                 system_attrs={RETRY_OF: history[0], "retry_history": history}))
+            if self._yields_retry(study, storage, retry, t.number):
+                continue
             log.info(f"trial #{t.number} was lost ({t.user_attrs.get('reason') or 'no heartbeat'}): "
                      "queued to run again first")
+
+    @staticmethod
+    def _yields_retry(study: Any, storage: Any, retry: int, lost: int) -> bool:
+        """Whether the retry just queued (storage id `retry`) of trial #lost yields to an earlier-numbered one
+        that another worker queued meanwhile; it is then withdrawn, told FAIL as a duplicate.
+
+        Race-free without a compare-and-set on study attrs: Optuna numbers a new trial under a lock on the study
+        row, held until the trial is committed, so the later-numbered retry's worker reads after the earlier one
+        is committed and sees it, and every worker keeps only the lowest number. (Optuna's
+        RetryFailedTrialCallback runs once per stale trial, for the worker whose RUNNING -> FAIL update wins,
+        but only on trials it fails for want of heartbeats, never on the FAIL trials queued here.)"""
+        import optuna
+
+        from archsearch.search.trial import REASON, STATUS
+
+        number = storage.get_trial_number_from_id(retry)
+        first = min(t.number for t in study.get_trials(deepcopy=False)
+                    if (t.system_attrs.get("retry_history") or [None])[-1] == lost)
+        if first == number:
+            return False
+        # Taken the way an ask takes a WAITING trial, so that no worker starts it meanwhile.
+        if storage.set_trial_state_values(retry, state=optuna.trial.TrialState.RUNNING):
+            storage.set_trial_user_attr(retry, STATUS, "duplicate")
+            storage.set_trial_user_attr(retry, "duplicate_of", first)
+            storage.set_trial_user_attr(retry, REASON, f"same retry of #{lost} as #{first}")
+            storage.set_trial_state_values(retry, state=optuna.trial.TrialState.FAIL)
+        else:
+            log.warning(f"trial #{number}, a second retry of #{lost} after #{first}, was started before it could "
+                        "be withdrawn")
+        return True
 
     def _config_key(self, overrides: List[str]) -> Optional[str]:
         """What the trial would train (archsearch/core/config.py, configuration_key), from its composed config; None where
@@ -450,8 +485,11 @@ class SweeperLogic(Sweeper):
         return per_epoch * int(a.get("train.epochs") or epochs) * self.budget_cfg.confirm_seeds
 
     def _best(self, study: Any) -> Any:
-        """The best complete trial so far (single objective), else None."""
+        """The best complete trial so far (single objective), else None; in a study that reseeds, ranked as the
+        review ranks it: a trial short of seeds after those that hold them all (archsearch/search/reseed.py)."""
         import optuna
+
+        from archsearch.search.reseed import rank_keys
 
         if len(self.directions) != 1:
             return None
@@ -459,8 +497,8 @@ class SweeperLogic(Sweeper):
         done = [t for t in done if t.user_attrs.get("status", "complete") == "complete"]
         if not done:
             return None
-        sign = 1 if self.directions[0] == "maximize" else -1
-        return max(done, key=lambda t: sign * t.value)
+        keys = rank_keys([(t.value, t.user_attrs) for t in done], 1 if self.directions[0] == "maximize" else -1)
+        return done[min(range(len(done)), key=keys.__getitem__)]
 
     def _finish(self, study: Any, reason: str) -> None:
         """Write optimization_results.yaml (best trial(s), never a pruned one) and say how it ended."""
@@ -509,9 +547,11 @@ class SweeperLogic(Sweeper):
         """End every trial this run asked that is still RUNNING, so that none is left for a heartbeat to find:
         a job that finished but was not told yet keeps its result (COMPLETE, PRUNED, or FAIL with its own
         reason); any other is failed with `why` and how far it got (jobs in other processes may have been
-        killed before they could fail their trials themselves)."""
+        killed before they could fail their trials themselves), a trial training a further seed too: it is
+        never COMPLETE on fewer seeds than asked, and the next sweep runs it again."""
         import optuna
 
+        from archsearch.search.reseed import TRAINING_SEED
         from archsearch.search.trial import REASON, STATUS
 
         state = optuna.trial.TrialState
@@ -529,7 +569,9 @@ class SweeperLogic(Sweeper):
                     study.tell(number, state=state.PRUNED, skip_if_finished=True)
                     continue
                 if status != "failed":
-                    if "run_dir" not in attrs:
+                    if attrs.get(TRAINING_SEED):  # its first seed is in, not the others: never COMPLETE on it
+                        reason = f"{why} while training seed {attrs[TRAINING_SEED]}"
+                    elif "run_dir" not in attrs:
                         reason = f"{why} before its job started"
                     elif trial.intermediate_values:
                         reason = f"{why} before its job finished, after epoch {max(trial.intermediate_values)}"

@@ -108,8 +108,43 @@ def test_a_distilled_result_says_so_with_its_teacher_and_its_cost(tmp_path: Path
 def test_fewer_seeds_and_over_budget_are_not_confirmed(tmp_path: Path) -> None:
     write_run(tmp_path, "big", 1, 20000, [], [0.996, 0.996, 0.996])
     (e,) = ac.find_experiments(tmp_path)
-    assert not e.confirmed and e.rule_misses() == ["20,000 params, not under constraints.max_params=20,000",
+    assert not e.confirmed and e.rule_misses() == ["20,000 params, not under the assignment's 20,000",
                                                    "1 seed(s); confirmation needs 3"]
+
+
+def with_own_constraints(run_dirs: list[Path], **constraints) -> None:
+    """Rewrite each run's metrics.json as if its config had set other constraints."""
+    for run in run_dirs:
+        m = json.loads((run / "metrics.json").read_text())
+        m["config"]["constraints"].update(constraints)
+        (run / "metrics.json").write_text(json.dumps(m))
+
+
+def test_a_run_is_judged_against_the_assignment_never_its_own_target(tmp_path: Path) -> None:
+    """fcfree_5k5's worst seed reached 99.33%: a config that asked for 99.0% does not make it confirmed."""
+    import shutil
+
+    confirm = tmp_path / "confirm"
+    shutil.copytree(ROOT / "results" / "confirm" / "fcfree_5k5", confirm / "fcfree_5k5",
+                    ignore=shutil.ignore_patterns("*.pt"))
+    with_own_constraints(sorted(confirm.glob("fcfree_5k5/seed_*")), target_acc=0.99)
+    (e,) = ac.find_experiments(confirm)
+    assert not e.confirmed and "under 99.4%" in "; ".join(e.accuracy_misses())
+    assert e.verdict().startswith("**NOT CONFIRMED**") and "its config asked target 99.0%" in e.verdict()
+    done = run_entry("results.py", ["--confirm-dir", str(confirm), "--out", str(tmp_path / "R.md"),
+                                    "--plot", str(tmp_path / "p.png")], cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "fcfree_5k5: not confirmed" in done.stdout and "Confirmed: none yet." in (tmp_path / "R.md").read_text()
+
+
+def test_a_raised_max_params_in_a_runs_config_does_not_let_it_over_20k(tmp_path: Path) -> None:
+    for seed in (1, 2, 3):
+        write_run(tmp_path, "big", seed, 24000, [], [0.996, 0.996, 0.996])
+    with_own_constraints(sorted(tmp_path.glob("big/seed_*")), max_params=30000)
+    (e,) = ac.find_experiments(tmp_path)
+    assert not e.confirmed and e.rule_misses() == ["24,000 params, not under the assignment's 20,000"]
+    assert "its config asked max_params 30,000" in e.verdict()
+    assert rs.targets_table([e]).splitlines()[2].startswith("| required | < 20,000 | <= 20 | **not met** |")
 
 
 def test_writes_results_md_plot_and_sweep_cost(confirm: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

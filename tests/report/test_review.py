@@ -359,6 +359,40 @@ def test_a_reseeded_trials_further_seeds_are_counted_apart(tmp_path: Path) -> No
         "and 10 by the further seeds of top trials")
 
 
+def test_a_trial_short_of_seeds_ranks_after_every_trial_that_holds_them_all(tmp_path: Path) -> None:
+    """#1's first seed beats every 2-seed mean, but the budget ran out before its second: it is no finalist and
+    no winner on one seed, and says so. #3 was never in the top, so never reseeded: it ranks by its value."""
+    from archsearch.report.confirm import finalists
+
+    def seeded(val: float, *seed_objectives: float, **attrs) -> dict:
+        return done(val, val, 9000, seeds=list(range(1, len(seed_objectives) + 1)),
+                    seed_objectives=list(seed_objectives), **attrs)
+
+    url = make_study(tmp_path / "reseed.db", "reseed", [
+        ("COMPLETE", 0.9950, 8, 0.05, None, seeded(0.9950, 0.9952, 0.9948)),
+        ("COMPLETE", 0.9970, 10, 0.05, None, seeded(0.9970, 0.9970, reseed_note="no further seed: the sweep's "
+                                                                               "epoch budget ran out")),
+        ("COMPLETE", 0.9940, 12, 0.05, None, seeded(0.9940, 0.9941, 0.9939)),
+        ("COMPLETE", 0.9930, 14, 0.05, None, done(0.9930, 0.9930, 9000))])
+    review = review_study(load_study(open_readonly(url), "reseed", url), url, None)
+    assert [(r.number, r.label) for r in review.rows] == [
+        (0, "complete"), (2, "complete"), (1, "complete, 1 of 2 seeds"), (3, "complete")]
+    assert review.winner.number == 0
+    assert [f.row.number for f in finalists(review, 2, [], set())] == [0, 2]
+
+
+def test_the_committed_v3_study_names_no_finalist_on_one_seed_of_two() -> None:
+    """small6k_v3's #39 ran out of budget before its second seed; its first alone would have ranked second."""
+    from archsearch.report.confirm import finalists
+
+    url = f"sqlite:///{ROOT / 'results' / 'search_v3.db'}"
+    review = review_study(load_study(open_readonly(url), "small6k_v3", url), url, None)
+    [short] = [r for r in review.rows if r.number == 39]
+    assert short.trial.user_attrs["seeds"] == [1] and short.label == "complete, 1 of 2 seeds"
+    top = [f.row for f in finalists(review, 3, [], set())]
+    assert 39 not in [r.number for r in top] and all(len(r.trial.user_attrs["seeds"]) == 2 for r in top)
+
+
 def test_the_front_ranks_on_validation_never_on_test(tmp_path: Path) -> None:
     trials = [("COMPLETE", 0.9940, 12, 0.03, None, done(0.9941, 0.9942, 9000)),
               # the best test accuracy of the study, but a lower validation objective and more params

@@ -67,3 +67,47 @@ def test_two_workers_on_one_sqlite_file(tmp_path: Path) -> None:
 def test_two_workers_on_one_postgres_database(tmp_path: Path, postgres_url: str) -> None:
     run_workers([tmp_path / "machine1", tmp_path / "machine2"], postgres_url)
     assert_all_trials_finished_once(postgres_url, 2)
+
+
+def test_two_workers_starting_together_queue_one_retry_of_a_lost_trial(tmp_path: Path) -> None:
+    """Two sweepers, each with its own storage on one SQLite file, queue retries at the same moment. The
+    worst order is forced: each reads the study before either writes, and again after both have written."""
+    import threading
+
+    from hydra_plugins.archsearch_sweeper.archsearch_sweeper import ArchSearchSweeper
+    from archsearch.search.storage import open_storage
+
+    url = f"sqlite:///{tmp_path}/optuna.db"
+    space = {"optim.lr": optuna.distributions.FloatDistribution(0.01, 0.1)}
+    study = optuna.create_study(study_name="t", storage=open_storage(url), direction="maximize")
+    lost = study.ask(space)
+    lost.set_user_attr("status", "failed")
+    lost.set_user_attr("reason", "terminated (SIGTERM) during epoch 2")
+    study.tell(lost, state=optuna.trial.TrialState.FAIL)
+    together = threading.Barrier(2, timeout=60)
+    errors = []
+
+    def worker() -> None:
+        try:
+            storage = open_storage(url)
+            own = optuna.load_study(study_name="t", storage=storage)
+            read = own.get_trials
+            own.get_trials = lambda *a, **k: (together.wait(), read(*a, **k))[1]  # type: ignore[method-assign]
+            sweeper = ArchSearchSweeper.__new__(ArchSearchSweeper)
+            sweeper.retry_lost = 1
+            sweeper._queue_retries(own, storage, space)
+        except Exception as e:  # noqa: BLE001 - reported below, in the test's thread
+            errors.append(e)
+
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not errors, errors
+    retries = [t for t in study.get_trials() if t.system_attrs.get("failed_trial") == lost.number]
+    assert len(retries) == 2  # both queued one, so the race happened
+    first, second = retries
+    assert first.state == optuna.trial.TrialState.WAITING and first.params == lost.params
+    assert second.state == optuna.trial.TrialState.FAIL and second.user_attrs["status"] == "duplicate"
+    assert second.user_attrs["reason"] == f"same retry of #{lost.number} as #{first.number}"
