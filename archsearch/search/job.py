@@ -152,9 +152,10 @@ def reseeds(cfg: DictConfig, status: str, objective: Any, link: Any) -> bool:
 
 
 def more_seeds(cfg: DictConfig, result: RunResult, out_dir: Optional[Path], link: Any) -> None:
-    """Train seeds cfg.seed + 1, ... of the trial in <run dir>/seed_<k>, then make its objective the mean over
-    its seeds. A seed that would overrun the sweep's budget is not started; the trial keeps the seeds it has,
+    """Train seeds cfg.seed + 1, ... of the trial in <run dir>/seed_<k>, then make its objective its seeds'
+    objectives combined by train.objective_rule (mean; min: the worst seed). A seed that would overrun the sweep's budget is not started; the trial keeps the seeds it has,
     saying why."""
+    from archsearch.core.records import combine
     from archsearch.search.reseed import TRAINING_SEED
     from archsearch.search.trial import REASON, STATUS
 
@@ -179,7 +180,7 @@ def more_seeds(cfg: DictConfig, result: RunResult, out_dir: Optional[Path], link
         objectives.append(again.objective)
         dirs.append(str(seed_dir))
         epochs += len(again.epochs)
-    result.objective = sum(objectives) / len(objectives)
+    result.objective = combine(objectives, cfg.train.objective_rule)
     link.record(objective=result.objective, seed_objectives=objectives, seeds=list(range(cfg.seed, cfg.seed + len(
         objectives))), seed_run_dirs=dirs, epochs_trained=epochs, reseed_note=note,
         reseed_wall_time_s=time.perf_counter() - started, **{STATUS: "complete", TRAINING_SEED: None, REASON: None})

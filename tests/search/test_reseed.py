@@ -43,8 +43,8 @@ class StorageLink:
         self.study.tell(self.number, state=FAIL, skip_if_finished=True)
 
 
-def reseed_cfg(top: int = 1) -> Any:
-    return OmegaConf.create({"seed": 1, "train": {"epochs": 2}, "reseed": {"top": top, "seeds": 2,
+def reseed_cfg(top: int = 1, rule: str = "mean") -> Any:
+    return OmegaConf.create({"seed": 1, "train": {"epochs": 2, "objective_rule": rule}, "reseed": {"top": top, "seeds": 2,
                                                                            "min_objective": None},
                              "trial_budget": {"epochs": None, "deadline": None}})
 
@@ -109,7 +109,9 @@ def test_a_trial_killed_in_its_second_seed_fails_saying_so_and_is_queued_again(t
     assert retry.system_attrs["failed_trial"] == stopped.number and retry.params == stopped.params
 
 
-def test_a_trial_with_every_seed_in_ends_complete_on_their_mean(tmp_path, monkeypatch) -> None:
+@pytest.mark.parametrize("rule, value", [("mean", 0.98), ("min", 0.97)])
+def test_a_trial_with_every_seed_in_ends_complete_on_their_seeds_by_the_objective_rule(tmp_path, monkeypatch, rule,
+                                                                                       value) -> None:
     storage, study, link, first = first_seed_done(tmp_path)
     seen = []
 
@@ -118,11 +120,11 @@ def test_a_trial_with_every_seed_in_ends_complete_on_their_mean(tmp_path, monkey
         return SimpleNamespace(status="complete", objective=0.97, epochs=[{"seconds": 1.0}] * 2)
 
     monkeypatch.setattr(job, "train", second_seed)
-    job.more_seeds(reseed_cfg(), first, tmp_path / "run", link)
+    job.more_seeds(reseed_cfg(rule=rule), first, tmp_path / "run", link)
     assert seen[0]["status"] is None and seen[0]["training_seed"] == 2
     attrs = storage.get_trial(link.trial_id).user_attrs
     assert attrs["status"] == "complete" and attrs["training_seed"] is None and attrs["reason"] is None
-    assert attrs["objective"] == pytest.approx(0.98) and attrs["seed_objectives"] == [0.99, 0.97]
+    assert attrs["objective"] == pytest.approx(value) and attrs["seed_objectives"] == [0.99, 0.97]
 
 
 def attrs(*seed_objectives: float) -> dict[str, Any]:
