@@ -107,5 +107,5 @@ class TrialLink:
     def close(self) -> None:
         """Stop the heartbeat, then close the storage it writes to."""
         self._stop.set()
-        self._beat.join()
+        self._beat.join(timeout=heartbeat_timing()[0])  # a beat waiting on a locked database must not hold up a stop
         close_storage(self.storage)
