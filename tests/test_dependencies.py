@@ -5,12 +5,10 @@ import ast
 import importlib.metadata
 import re
 import sys
-
-import pytest
+import tomllib
+from pathlib import Path
 
 from conftest import ROOT
-
-tomllib = pytest.importorskip("tomllib")  # Python 3.11+
 
 OURS = {"archsearch", "hydra_plugins.archsearch_sweeper"}
 # Installed by the Makefile in a step of its own (its optuna<3 pin is stale: README, "Dependencies").
@@ -23,11 +21,15 @@ def declared() -> set[str]:
     return {re.split(r"[<>=!~\[; ]", spec, maxsplit=1)[0].lower() for spec in specs}
 
 
+def our_code() -> list[Path]:
+    return [*(ROOT / "archsearch").rglob("*.py"), *(ROOT / "sweep").rglob("*.py"),
+            *(ROOT / "hydra_plugins").rglob("*.py")]
+
+
 def imported_modules() -> dict[str, set[str]]:
     """Top-level module (hydra_plugins: its subpackage) -> the files that import it."""
     found: dict[str, set[str]] = {}
-    for path in [*(ROOT / "archsearch").rglob("*.py"), *(ROOT / "sweep").rglob("*.py"),
-                 *(ROOT / "hydra_plugins").rglob("*.py")]:
+    for path in our_code():
         for node in ast.walk(ast.parse(path.read_text())):
             names = ([a.name for a in node.names] if isinstance(node, ast.Import)
                      else [node.module] if isinstance(node, ast.ImportFrom) and node.module and not node.level else [])
@@ -57,3 +59,26 @@ def test_the_importance_plot_needs_scikit_learn_and_it_is_declared() -> None:
     # that lacked it would fail there, with no import of ours to show it.
     assert "MeanDecreaseImpurityImportanceEvaluator" in (ROOT / "archsearch" / "report" / "plots.py").read_text()
     assert "scikit-learn" in declared()
+
+
+# The standard library's additions that the code uses, with the Python that brought them.
+NEWER_STDLIB = {"hashlib.file_digest": (3, 11), "tomllib": (3, 11), "typing.Self": (3, 11), "itertools.batched": (3, 12)}
+
+
+def test_requires_python_is_the_oldest_python_the_code_runs_on() -> None:
+    needed: dict[tuple[int, int], str] = {}
+    for path in our_code():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+                names = [f"{node.value.id}.{node.attr}"]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            else:
+                names = [f"{node.module}.{a.name}" for a in node.names] if isinstance(node, ast.ImportFrom) else []
+            for name in names:
+                if name in NEWER_STDLIB:
+                    needed.setdefault(NEWER_STDLIB[name], f"{name} in {path.relative_to(ROOT)}")
+    oldest = max(needed)
+    spec = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["requires-python"]
+    assert spec == f">={oldest[0]}.{oldest[1]}", needed[oldest]
+    assert sys.version_info >= oldest

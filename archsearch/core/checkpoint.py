@@ -111,16 +111,20 @@ def save_checkpoint(model: Any, config: dict[str, Any], path: Path) -> None:
 
 def load_teacher(path: str, device: str, channels_last: bool) -> tuple[Any, dict[str, Any]]:
     """A distillation teacher: the model of a checkpoint this tool wrote, frozen in eval mode on `device`, and
-    what it is (file, params, and from the run's metrics.json beside it: its test accuracy and what it cost)."""
+    what it is (file, params, what it trained on, and from the run's metrics.json beside it: its test accuracy
+    and what it cost)."""
     import json
 
     import torch
+
+    from archsearch.core.provenance import teacher_trained_on
 
     model, report, _ = restore(Path(path), load_checkpoint(Path(path)))
     model = model.to(device).eval().requires_grad_(False)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    info: dict[str, Any] = {"checkpoint": str(path), "params": report.params, "macs": report.macs}
+    info: dict[str, Any] = {"checkpoint": str(path), "params": report.params, "macs": report.macs,
+                            "trained_on": teacher_trained_on(Path(path))}
     metrics_path = Path(path).with_name("metrics.json")
     if metrics_path.is_file():
         metrics = json.loads(metrics_path.read_text())

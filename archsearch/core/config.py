@@ -223,11 +223,13 @@ BOOKKEEPING_KEYS = ("trial", "trial_budget", "reseed", "model.name", "hydra")
 
 
 def check_config(cfg: DictConfig) -> Any:
-    """What a run checks before any data: the config's values, its model's build and the constraints (raises
-    ConfigError or BudgetError); the model's accounting (a ModelReport)."""
+    """What a run checks before any data: the config's values, its teacher's training images, its model's build
+    and the constraints (raises ConfigError or BudgetError); the model's accounting (a ModelReport)."""
     from archsearch.core.model import build_model, check_constraints
+    from archsearch.core.provenance import check_teacher
 
     validate(cfg)
+    check_teacher(cfg)
     _, report = build_model(cfg.model)
     check_constraints(report, cfg.constraints)
     return report

@@ -23,6 +23,7 @@ from archsearch.core.config import distills, momentum, validate
 from archsearch.core.errors import BudgetError, ConfigError, DivergedError
 from archsearch.core.machine import keep_freed_memory, machine_info
 from archsearch.core.model import ModelReport, build_model, check_constraints
+from archsearch.core.provenance import check_teacher, trained_on
 from archsearch.core.records import first_epoch_at, objective_so_far
 
 log = logging.getLogger(__name__)
@@ -185,6 +186,7 @@ def train(cfg: DictConfig, out_dir: Optional[Path] = None, callbacks: Optional[C
     report = None
     try:
         validate(cfg)
+        check_teacher(cfg)
         import torch
 
         torch.manual_seed(cfg.seed)
@@ -230,7 +232,8 @@ class _Run:
         if distills(cfg):
             from archsearch.core.checkpoint import load_teacher
 
-            teacher, result.teacher = load_teacher(cfg.train.distill.teacher, device, channels_last)
+            with torch.random.fork_rng(devices=[]):  # building the teacher draws; the student's run must not see it
+                teacher, result.teacher = load_teacher(cfg.train.distill.teacher, device, channels_last)
         parts = split(cfg, load_mnist(cfg.data.root), device)
         train_x, train_y = parts["train"]
         gen = torch.Generator(device=device).manual_seed(cfg.seed)
@@ -360,6 +363,7 @@ def _write(cfg: DictConfig, result: RunResult, out_dir: Optional[Path], model: A
     metrics = {
         **summary,
         **result.report.as_dict(),
+        "trained_on": trained_on(cfg.data),
         "teacher": result.teacher,
         "best_epoch": best,
         "machine": machine,

@@ -77,6 +77,13 @@ def open_storage(url: str, on_stale: Optional[Callable[[Any, Any], None]] = None
             raise StorageError(f"hydra.sweeper.storage={url!r}: cannot be opened ({cause})") from None
 
 
+def close_storage(storage: Any) -> None:
+    """Close an RDB storage's session and its engine's pooled connections now (Optuna never disposes the engine,
+    so its connections outlive the storage until the garbage collector finds the engine)."""
+    storage.remove_session()
+    storage.engine.dispose()
+
+
 def schema_upgrade_hint(url: str, exc: BaseException) -> str | None:
     """One line naming the command that upgrades `url`, when `exc` is Optuna refusing tables an older Optuna set
     up (results/optuna.db came from optuna 2.10.1); None for any other error."""

@@ -589,7 +589,12 @@ class SweeperLogic(Sweeper):
     # --- set-up ----------------------------------------------------------------------------------------
 
     def _log_to_sweep_dir(self) -> None:
-        """The progress lines also go to <sweep dir>/sweep.log."""
+        """The progress lines also go to <sweep dir>/sweep.log (and no longer to an earlier sweep's)."""
+        for earlier in [h for h in log.handlers if isinstance(h, logging.FileHandler)
+                        and Path(h.baseFilename).name == "sweep.log"]:
+            # An earlier sweep in this process (a test, a notebook): its lines end, and its file is closed.
+            log.removeHandler(earlier)
+            earlier.close()
         handler = logging.FileHandler(Path(str(self.config.hydra.sweep.dir)) / "sweep.log")
         handler.setFormatter(logging.Formatter("[%(asctime)s] %(message)s"))
         log.addHandler(handler)

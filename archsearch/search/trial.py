@@ -11,7 +11,7 @@ import threading
 from typing import Any, Callable, Sequence
 
 from archsearch.search.pruners import make_pruner
-from archsearch.search.storage import heartbeat_timing, open_storage
+from archsearch.search.storage import close_storage, heartbeat_timing, open_storage
 
 log = logging.getLogger(__name__)
 
@@ -105,4 +105,7 @@ class TrialLink:
         self.study.tell(self.number, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
 
     def close(self) -> None:
+        """Stop the heartbeat, then close the storage it writes to."""
         self._stop.set()
+        self._beat.join(timeout=heartbeat_timing()[0])  # a beat waiting on a locked database must not hold up a stop
+        close_storage(self.storage)

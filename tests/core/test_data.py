@@ -1,4 +1,4 @@
-"""sweep.data: offline MNIST rebuild, integrity checks, the restricted unpickler and the per-process cache."""
+"""archsearch.core.data: offline MNIST rebuild, integrity checks, the restricted unpickler and the per-process cache."""
 
 import gzip
 import hashlib
@@ -86,9 +86,10 @@ def test_damaged_file_is_rebuilt(copy_of: Path, caplog, name: str, damage: str, 
         os.truncate(path, path.stat().st_size // 2)
     else:
         path.unlink()
-    with caplog.at_level(logging.WARNING, logger="sweep.data"):
+    with caplog.at_level(logging.WARNING, logger="archsearch.core.data"):
         assert prepare_mnist(copy_of) == raw
-    assert [r.getMessage() for r in caplog.records if name in r.getMessage() and reason in r.getMessage()]
+    assert [r.getMessage() for r in caplog.records
+            if r.name == "archsearch.core.data" and name in r.getMessage() and reason in r.getMessage()]
     assert md5(path) == MNIST_FILES[name]
     assert untouched.stat().st_ino == inode  # good files are kept, not rewritten
     assert not list(raw.glob("*.tmp"))
