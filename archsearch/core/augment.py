@@ -113,14 +113,12 @@ def epoch_batches(images_u8: Any, labels: Any, order: Any, cfg: DictConfig, gene
 
 
 def split(cfg: DictConfig, data: Any, device: str) -> dict[str, tuple[Any, Any]]:
-    """Train/val/test tensors on the device; the val split is fixed by data.split_seed."""
-    import torch
+    """Train/val/test tensors on the device; the val split is fixed by data.split_seed (provenance.split_indices,
+    which the teacher check recomputes)."""
+    from archsearch.core.provenance import split_indices
 
     d = cfg.data
-    pool = torch.randperm(60_000, generator=torch.Generator().manual_seed(d.split_seed))
-    if d.train_subset:
-        pool = pool[: d.train_subset]
-    val_idx, train_idx = pool[: d.val_size], pool[d.val_size:]
+    val_idx, train_idx = split_indices(d.split_seed, d.val_size, d.train_subset)
     n_test = d.test_subset or len(data.test_labels)
     parts = {"train": (data.train_images[train_idx], data.train_labels[train_idx]),
              "val": (data.train_images[val_idx], data.train_labels[val_idx]),
