@@ -105,7 +105,7 @@ class Experiment:
         who = f"{t.get('name', t['checkpoint'])}" + (f" seed {t['seed']}" if t.get("seed") is not None else "")
         cost = (f"; trained {t['epochs']} epochs in {fmt_duration(t['wall_time_s'])}" if t.get("wall_time_s")
                 else "")
-        return f"distilled from {who} ({fmt_int(t['params'])} params{cost})"
+        return f"distilled from {who} ({fmt_int(t['params'])} params{cost}; {teacher_images(t)})"
 
     @property
     def seed_means(self) -> list[float]:
@@ -178,6 +178,20 @@ class Experiment:
             by_overrides.setdefault(tuple(r.overrides) or (f"+experiment={self.name}",), []).append(r.seed)
         return [run_command([*o, "seed=" + ",".join(map(str, sorted(seeds)))], multirun=True)
                 for o, seeds in by_overrides.items()]
+
+
+def teacher_images(teacher: dict[str, Any]) -> str:
+    """Which training images a run's teacher saw: its own record, or the metrics.json beside its checkpoint."""
+    from archsearch.core.provenance import TRAIN_IMAGES, teacher_trained_on
+
+    seen = teacher.get("trained_on") or teacher_trained_on(Path(teacher["checkpoint"]))
+    if seen is None:
+        return "its training images unrecorded"
+    if seen["images"] == TRAIN_IMAGES:
+        return "it trained on all 60,000 training images"
+    held_out = f", the {seen['val_size']:,} validation images of split {seen['split_seed']} held out" if seen[
+        "val_size"] else ""
+    return f"it trained on {seen['images']:,} training images{held_out}"
 
 
 def find_experiments(confirm_dir: Path) -> list[Experiment]:

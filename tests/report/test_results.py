@@ -93,16 +93,28 @@ def test_targets_name_what_meets_them_and_what_only_tried(experiments: dict[str,
     ]
 
 
-def test_a_distilled_result_says_so_with_its_teacher_and_its_cost(tmp_path: Path) -> None:
+def test_a_distilled_result_says_so_with_its_teacher_its_cost_and_its_images(tmp_path: Path) -> None:
     teacher = {"checkpoint": "results/confirm/good/seed_1/model.pt", "params": 14210, "name": "good", "seed": 1,
-               "epochs": 20, "wall_time_s": 390.0, "test_acc": 0.995}
+               "epochs": 20, "wall_time_s": 390.0, "test_acc": 0.995,
+               "trained_on": {"split_seed": 0, "val_size": 10000, "train_subset": 0, "images": 50000}}
     for seed in (1, 2, 3):
         write_run(tmp_path, "student", seed, 5000, [], [0.9945, 0.9944, 0.9946], teacher=teacher)
     (e,) = ac.find_experiments(tmp_path)
-    assert e.confirmed and e.recipe() == "distilled from good seed 1 (14,210 params; trained 20 epochs in 6.5 min)"
+    assert e.confirmed and e.recipe() == ("distilled from good seed 1 (14,210 params; trained 20 epochs in 6.5 min; "
+                                          "it trained on 50,000 training images, the 10,000 validation images of "
+                                          "split 0 held out)")
     assert rs.targets_table([e]).splitlines()[2] == (
         "| required | < 20,000 | <= 20 | student (5,000 params, distilled) | **not met** | - |")
     assert "Recipe: distilled from good seed 1" in "\n".join(rs.experiment_section(e))
+
+
+@pytest.mark.parametrize("checkpoint, images", [
+    ("results/confirm/fcfree_8k/seed_1/model.pt", "it trained on all 60,000 training images"),
+    ("results/teachers/fcfree_8k_50k/seed_1/model.pt",
+     "it trained on 50,000 training images, the 10,000 validation images of split 0 held out"),
+    ("nowhere/model.pt", "its training images unrecorded")])
+def test_a_teacher_without_its_own_record_is_read_from_its_run(checkpoint: str, images: str) -> None:
+    assert ac.teacher_images({"checkpoint": str(ROOT / checkpoint)}) == images
 
 
 def test_fewer_seeds_and_over_budget_are_not_confirmed(tmp_path: Path) -> None:
