@@ -36,7 +36,7 @@ def test_a_broken_layer_would_be_caught(tmp_path, monkeypatch, capsys) -> None:
     assert "archsearch.core.records -> archsearch.report.rows" in report
 
 
-ENTRY_SCRIPTS = {"run.py", "review.py", "confirm.py", "evaluate.py", "summary.py", "results.py"}
+ENTRY_SCRIPTS = {"run.py", "review.py", "confirm.py", "main.py", "evaluate.py", "summary.py", "results.py"}
 
 
 def test_sweep_holds_only_the_entry_scripts_and_none_shadows_a_module() -> None:

@@ -289,22 +289,23 @@ def start_seed(f: Finalist, seed: int, confirm_dir: Path, threads: Optional[int]
     return Lane(seed, proc, output, time.monotonic())
 
 
-def stop_lanes(lanes: Sequence[Lane], e: BaseException, grace_s: float = JOBS_GRACE_S) -> None:
-    """Pass the interruption on to each running seed and give them grace_s seconds to record the epoch they reached
-    in metrics.json (archsearch/core/train.py) before they are killed; wait for each, so none outlives this."""
+def pass_on(procs: Sequence[subprocess.Popen], e: BaseException, grace_s: float = JOBS_GRACE_S) -> None:
+    """Pass an interruption on to each running subprocess and give them grace_s seconds to record how far they got
+    (a run writes the epoch it reached in metrics.json, archsearch/core/train.py) before they are killed; wait for
+    each, so that none outlives this process."""
     import signal
 
     signum = getattr(e, "signum", signal.SIGINT)  # signals.Terminated carries SIGTERM or SIGHUP
-    for lane in lanes:
-        if lane.proc.poll() is None:
-            lane.proc.send_signal(signum)
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signum)
     deadline = time.monotonic() + grace_s
-    for lane in lanes:
+    for proc in procs:
         try:
-            lane.proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+            proc.wait(timeout=max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
-            lane.proc.kill()
-            lane.proc.wait()
+            proc.kill()
+            proc.wait()
 
 
 def end_seed(f: Finalist, lane: Lane, confirm_dir: Path) -> None:
@@ -373,7 +374,7 @@ def train_seeds(f: Finalist, seeds: Sequence[int], confirm_dir: Path, stop_at_fi
                 lane.output.close()
                 judge(lane.seed)
     except BaseException as e:  # Ctrl-C, SIGTERM, SIGHUP, or a run that could not start
-        stop_lanes(running, e)
+        pass_on([lane.proc for lane in running], e)
         raise
     return Experiment(f.name, sorted(runs, key=lambda r: r.seed))
 

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from conftest import DATA, ROOT, TINY, compose, run_entry, sigint_as_at_a_terminal
-from archsearch.workflow.confirm import Lane, stop_lanes, training_overrides
+from archsearch.workflow.confirm import pass_on, training_overrides
 from archsearch.report.acceptance import find_experiments
 from archsearch.report.rows import Row
 
@@ -239,7 +239,7 @@ def test_a_seed_that_ignores_the_signal_is_killed_after_the_grace(tmp_path: Path
                                stdout=subprocess.PIPE, text=True, start_new_session=True)
     assert ignores.stdout.readline().strip() == "ready"
     started = time.monotonic()
-    stop_lanes([Lane(101, ignores, None, started)], Terminated(signal.SIGTERM), grace_s=1.0)
+    pass_on([ignores], Terminated(signal.SIGTERM), grace_s=1.0)
     assert 1.0 <= time.monotonic() - started < 10 and ignores.returncode == -signal.SIGKILL
     with pytest.raises(ChildProcessError):  # reaped: neither running nor a zombie left to this process
         os.waitpid(ignores.pid, os.WNOHANG)
