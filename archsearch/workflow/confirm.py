@@ -1,25 +1,31 @@
 """Confirm a study's best trials over seeds, as one command: retrain, judge, save what passes, report.
 
-    python sweep/confirm.py --study NAME [--storage URL] [--top 3 | --trials N,M] [--seeds 1,2,3] [--confirm-dir DIR]
-                            [--stop-at-first-miss] [--experiment-dir DIR] [--results PATH|none] [--notes FILE]
-                            [overrides...]
+    python sweep/confirm.py --study NAME [--storage URL] [--top 3 | --trials N,M] [--pick best|smallest-within-noise]
+                            [--seeds 101,102,103] [--lanes N|auto] [--confirm-dir DIR] [--stop-at-first-miss]
+                            [--experiment-dir DIR] [--results PATH|none] [--notes FILE] [overrides...]
 
 1. Reads the study read-only (the default storage is the sweep's, conf/sweep/default.yaml). The finalists are
    its top --top COMPLETE trials by the validation objective, in the review's order
    (archsearch/report/ranking.py), or the complete trials that --trials names; pruned, rejected, duplicate and
-   failed trials never count, and test accuracy plays no part in the choice.
-2. Trains each finalist from scratch on all 60k training images, once per seed, one run after another, each as
+   failed trials never count, and test accuracy plays no part in the choice. --pick smallest-within-noise puts
+   first the complete trials within one standard error of the best, fewest params first (workflow/pick.py).
+2. Trains each finalist from scratch on all 60k training images, once per seed, each as
    `python sweep/run.py <the trial's overrides> sweep=none <overrides> model.name=NAME seed=K
    hydra.run.dir=<confirm-dir>/NAME/seed_K`, where NAME is <study>_t<trial number>. The trial's own
    overrides lose what only the search used (validation split, data subsets, per-machine settings, trial
    bookkeeping, the sweep=); overrides given here win over the trial's for the same key (e.g.
    train.threads=1, or data.train_subset=2000 train.epochs=3 for a quick look). sweep=none makes the
-   recorded overrides a command that reproduces the runs with -m (RESULTS.md's "Reproduce").
+   recorded overrides a command that reproduces the runs with -m (RESULTS.md's "Reproduce"). The seeds
+   (default 101-103) must be ones the finalist's trial never trained in the search (it trained `seed`, and
+   seed + 1, ... when reseeded). They run in --lanes parallel subprocesses with cores // lanes torch threads
+   each (train.threads, unless given here); auto is auto_lanes's rule. A signal here (Ctrl-C, SIGTERM, SIGHUP)
+   is passed on to the running seeds, which get a few seconds to record the epoch they reached.
 3. Resumable: a seed whose metrics.json says complete with all its epochs is not trained again; any other
    is (re)trained. A complete run made with other overrides (per-machine ones aside) is an error, never
    overwritten: use another --confirm-dir or remove that run. With --stop-at-first-miss, a finalist's seeds
-   stop at the first one that misses the accuracy rule (it can no longer pass); it is judged on those it ran.
-4. Verdict: sweep/results.py's rule (Experiment.confirmed): every seed at or above constraints.target_acc
+   stop at the first one that misses the accuracy rule (it can no longer pass): no seed starts after it, those
+   running finish; it is judged on those it ran.
+4. Verdict, printed before anything is written: sweep/results.py's rule (Experiment.confirmed): every seed at or above constraints.target_acc
    in each of its last 3 epochs, at least 3 seeds, FC-free, under the parameter and epoch limits. A
    finalist that passes is written to <experiment-dir>/NAME.yaml (default conf/experiment), its first
    comment line (right under `# @package _global_`, which Hydra needs first) saying it is confirmed and the
