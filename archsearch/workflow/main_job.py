@@ -49,14 +49,19 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> tuple[argparse.Namespace
 
 
 def compose_sweep(overrides: Sequence[str]) -> Any:
-    """The config `python sweep/run.py -m <overrides>` composes, with its hydra node (the sweeper's settings)."""
+    """The config `python sweep/run.py -m <overrides>` composes, with its hydra node (the sweeper's settings). A
+    sweep override (optim.lr=interval(0.01,0.1): a searched key) is left out: composing allows none, and the
+    study, its storage and its budget are never swept."""
     from hydra import compose, initialize_config_dir
+    from hydra.core.override_parser.overrides_parser import OverridesParser
 
     from archsearch.search import register
 
     register()
+    fixed = [o.input_line for o in OverridesParser.create().parse_overrides(list(overrides))
+             if not o.is_sweep_override()]
     with initialize_config_dir(str(CONF), version_base="1.3"):
-        return compose("config", overrides=list(overrides), return_hydra_config=True)
+        return compose("config", overrides=fixed, return_hydra_config=True)
 
 
 def trial_epochs(cfg: Any) -> Optional[int]:

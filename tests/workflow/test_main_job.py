@@ -31,7 +31,8 @@ def verdict(result: subprocess.CompletedProcess) -> str:
 
 
 def test_one_command_searches_then_confirms_its_own_best(tmp_path: Path) -> None:
-    result = main_job(tmp_path, "hydra.sweeper.study_name=t", *SEARCH)
+    # a searched key on the command line, as sweep/run.py -m takes it: the search's, not the composed config's
+    result = main_job(tmp_path, "hydra.sweeper.study_name=t", *SEARCH, "optim.lr=interval(0.05,0.1)")
     assert result.returncode == 0, result.stderr[-3000:]
     best = max((t for t in optuna.load_study(study_name="t", storage=f"sqlite:///{tmp_path}/outputs/optuna.db").trials
                 if t.state == optuna.trial.TrialState.COMPLETE), key=lambda t: (t.value, -t.number))
@@ -40,6 +41,9 @@ def test_one_command_searches_then_confirms_its_own_best(tmp_path: Path) -> None
     assert f"study 't' (sqlite:///outputs/optuna.db): 1 finalist(s)" in out
     assert verdict(result).startswith(f"NOT CONFIRMED: t_t{best.number}, ")
     assert (tmp_path / "outputs" / "confirm" / f"t_t{best.number}" / "seed_101" / "metrics.json").is_file()
+    lrs = [t.params["optim.lr"] for t in optuna.load_study(study_name="t", storage=f"sqlite:///{tmp_path}/outputs/"
+                                                           "optuna.db").trials]
+    assert len(lrs) == 2 and all(0.05 <= lr <= 0.1 for lr in lrs)
     assert re.search(r"trial 2/2 #\d .* ETA \S+ with the confirmation", out), out  # the ETA counts the seeds too
 
 
