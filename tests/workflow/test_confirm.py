@@ -199,8 +199,9 @@ def test_a_run_that_cannot_start_is_one_line(lab: Path, tmp_path: Path) -> None:
     one_line_error(result, "seed 101: python sweep/run.py exited 2 without a metrics.json:", "optim.lrr")
 
 
-@pytest.mark.parametrize("sig, code, says", [(signal.SIGINT, 130, "interrupted (SIGINT)"),
-                                              (signal.SIGTERM, 143, "terminated (SIGTERM)")])
+@pytest.mark.parametrize("sig, code, says", [
+    pytest.param(signal.SIGINT, 130, "interrupted (SIGINT)", marks=pytest.mark.slow),
+    (signal.SIGTERM, 143, "terminated (SIGTERM)")])
 def test_a_signal_reaches_the_running_seed_which_records_its_epoch(lab: Path, tmp_path: Path, sig: int, code: int,
                                                                    says: str) -> None:
     """Ctrl-C or SIGTERM to confirm.py alone (the seed runs in a session of its own): the seed gets it too, writes
