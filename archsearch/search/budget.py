@@ -77,6 +77,8 @@ class Budget:
         if self.minutes is not None:
             kept = f" (less the time to confirm the best over {self.confirm_seeds} seeds)" if self.confirm_seeds else ""
             parts.append(f"{self.minutes:g} min{kept}")
+        elif self.confirm_seeds:
+            parts.append(f"then a confirmation over {self.confirm_seeds} seeds, counted in the ETA")
         return ", ".join(parts)
 
 

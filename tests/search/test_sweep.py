@@ -332,6 +332,8 @@ def test_the_eta_counts_the_confirmation_epochs_at_the_measured_speed():
     assert budget.eta_s() == pytest.approx(120 * 20, abs=2)
     budget.confirm_epochs = 3 * 15 * 1.2
     assert budget.eta_s() == pytest.approx((120 + 54) * 20, abs=2)
+    assert Budget(1000, epochs=150, confirm_seeds=3).describe() == (
+        "1000 trials, 150 trained epochs, then a confirmation over 3 seeds, counted in the ETA")
 
 
 @pytest.mark.slow
