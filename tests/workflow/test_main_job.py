@@ -98,3 +98,27 @@ def test_a_search_with_no_complete_trial_is_one_line(tmp_path: Path) -> None:
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
     assert result.stderr.strip().splitlines()[-1] == (  # after the search's own output
         "error: --study='t' in sqlite:///outputs/optuna.db: no complete trial (1 pruned); nothing to confirm")
+
+
+@pytest.mark.slow
+def test_sigterm_reaches_the_search_which_fails_its_trial_saying_so(tmp_path: Path) -> None:
+    import os
+    import signal
+    import sys
+
+    from conftest import ROOT
+
+    proc = subprocess.Popen([sys.executable, str(ROOT / "sweep" / "main.py"), "hydra.sweeper.study_name=t", *TINY,
+                             "train.epochs=20", "constraints.max_epochs=20"], cwd=tmp_path, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        for line in proc.stdout:
+            if "epoch  2/20" in line:
+                break
+        proc.send_signal(signal.SIGTERM)  # to the main job alone: the search runs in a session of its own
+        proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 143
+    [trial] = optuna.load_study(study_name="t", storage=f"sqlite:///{tmp_path}/outputs/optuna.db").trials
+    assert trial.state == optuna.trial.TrialState.FAIL and "terminated (SIGTERM)" in trial.user_attrs["reason"]
