@@ -24,10 +24,11 @@ from typing import Any, Optional, Sequence
 
 from archsearch.core.defaults import CONF
 from archsearch.core.errors import EXIT_USER_ERROR, ConfigError
+from archsearch.search.signals import JOBS_GRACE_S
 from archsearch.workflow import confirm
 
 SET_HERE = ("--study", "--storage", "--top", "--trials")  # confirm.py options the main job sets itself
-SEARCH_GRACE_S = 2 * confirm.JOBS_GRACE_S  # a stopping search fails its trials in the storage, then its own jobs'
+SEARCH_GRACE_S = 2 * JOBS_GRACE_S  # a stopping search fails its trials in the storage, then its own jobs'
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> tuple[argparse.Namespace, argparse.Namespace]:
