@@ -16,9 +16,8 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q --no-deps $(OPTUNA_PLUGIN)
 	touch $@
 
-sweep: $(VENV)/.installed  ## the main job: the default Optuna sweep, then its best confirmed over 3 seeds
-	$(PY) sweep/run.py -m $(ARGS)
-	$(PY) sweep/confirm.py --top 1 $(CONFIRM_ARGS)
+sweep: $(VENV)/.installed  ## the main job: the default Optuna sweep, then its best confirmed over 3 seeds; the verdict
+	$(PY) sweep/main.py --confirm "$(CONFIRM_ARGS)" $(ARGS)
 
 test: $(VENV)/.installed postgres  ## the default suite (slow tests excluded)
 	$(PY) -m pytest -m "not slow" $(ARGS)

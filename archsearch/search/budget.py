@@ -19,8 +19,11 @@ class Budget:
     started: float = field(default_factory=time.time)
     trials: int = 0  # trials this run has finished (duplicates never trained and do not count)
     epochs_spent: int = 0
-    confirm_seeds: int = 0  # of the minutes, keep the time to confirm the best trial over this many seeds
-    reserve_s: float = 0.0  # that time, as the sweeper last estimated it
+    # The confirmation of the best trial over this many seeds that follows (sweep/main.py): its time is kept out
+    # of the minutes, and its epochs count in the ETA.
+    confirm_seeds: int = 0
+    reserve_s: float = 0.0  # that time, as the sweeper last estimated it from the best trial's own speed
+    confirm_epochs: float = 0.0  # that confirmation in epochs of the search's size (a 60k epoch weighs 60/50)
 
     @property
     def elapsed_min(self) -> float:
@@ -54,16 +57,18 @@ class Budget:
         return epochs, deadline
 
     def eta_s(self) -> Optional[float]:
-        """Seconds left by the tightest limit, at the pace so far."""
+        """Seconds left: the search's by its tightest limit, plus the confirmation's epochs, at the seconds per
+        epoch measured so far (start-up and evaluation included)."""
         if not self.trials:
             return None
         elapsed = time.time() - self.started
+        per_epoch = elapsed / self.epochs_spent if self.epochs_spent else None
         etas = [elapsed / self.trials * (self.n_trials - self.trials)]
-        if self.epochs is not None and self.epochs_spent:
-            etas.append(elapsed / self.epochs_spent * max(0, self.epochs - self.epochs_spent))
+        if self.epochs is not None and per_epoch is not None:
+            etas.append(per_epoch * max(0, self.epochs - self.epochs_spent))
         if self.minutes is not None:
             etas.append(max(0.0, self.search_minutes * 60 - elapsed))
-        return max(0.0, min(etas))
+        return max(0.0, min(etas)) + (per_epoch or 0.0) * self.confirm_epochs
 
     def describe(self) -> str:
         parts = [f"{self.n_trials} trials"]
@@ -72,6 +77,8 @@ class Budget:
         if self.minutes is not None:
             kept = f" (less the time to confirm the best over {self.confirm_seeds} seeds)" if self.confirm_seeds else ""
             parts.append(f"{self.minutes:g} min{kept}")
+        elif self.confirm_seeds:
+            parts.append(f"then a confirmation over {self.confirm_seeds} seeds, counted in the ETA")
         return ", ".join(parts)
 
 
@@ -91,7 +98,8 @@ def trial_line(budget: Budget, trial: Any, state: str, best: Any) -> str:
     minutes = f"{budget.elapsed_min:.1f}" + (f"/{budget.minutes:g}" if budget.minutes is not None else "") + " min"
     return (f"trial {budget.trials}/{budget.n_trials} #{trial.number} {state} value {value} "
             f"params {'-' if params is None else f'{params:,}'} | best {best_text} | {spent}, {minutes} | "
-            f"elapsed {clock(time.time() - budget.started)} ETA {clock(budget.eta_s())}")
+            f"elapsed {clock(time.time() - budget.started)} ETA {clock(budget.eta_s())}"
+            f"{' with the confirmation' if budget.confirm_epochs else ''}")
 
 
 class SweepBar:

@@ -36,11 +36,11 @@ SPACE_USED_UP = f"every configuration tried was already in the study ({MAX_RESAM
 
 @dataclass
 class BudgetConf:
-    epochs: Optional[int] = None  # trained epochs, summed over this run's trials
-    minutes: Optional[float] = None  # wall time of this run
-    # Of the minutes, keep what confirming the best trial over this many seeds on all 60k images would take
-    # (sweep/confirm.py, which `make sweep` runs next), estimated from that trial's own time per epoch: the
-    # search stops early enough for both to fit. 0: the search may use all the minutes.
+    epochs: Optional[int] = None  # trained epochs, summed over this run's trials: the same trials on any machine
+    minutes: Optional[float] = None  # wall time of this run: an option for a deadline, machine-dependent
+    # The confirmation of the best trial over this many seeds on all 60k images that follows (sweep/main.py sets
+    # it): its epochs count in the ETA and, with minutes, its time (from that trial's own time per epoch) is kept
+    # out of them, so that both fit. 0: no confirmation follows.
     confirm_seeds: int = 0
 
 
@@ -184,6 +184,14 @@ def _remove_empty(dirs: List[Path]) -> None:
             return
 
 
+def _count(value: Any) -> int:
+    """A count as a trial's user attrs hold it: the fixed override's value, an int or a string ("0", "2000")."""
+    try:
+        return int(float(value))
+    except (TypeError, ValueError):  # None, null
+        return 0
+
+
 def _positive(key: str, value: Any, kind: type) -> None:
     if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0
                               or (kind is int and not isinstance(value, int))):
@@ -286,6 +294,7 @@ class SweeperLogic(Sweeper):
                 failures += frozen.user_attrs.get("status") == "failed"
                 budget.spent(1, frozen.user_attrs.get("epochs_trained") or 0)
                 budget.reserve_s = self._confirm_reserve(study)
+                budget.confirm_epochs = self._confirm_epochs(self._best(study)) if budget.confirm_seeds else 0.0
                 state = frozen.user_attrs.get("status", frozen.state.name.lower())
                 line = trial_line(budget, frozen, state, self._best(study))
                 log.info(line)
@@ -473,16 +482,23 @@ class SweeperLogic(Sweeper):
         return study.tell(trial, state=state.FAIL, skip_if_finished=True)
 
     def _confirm_reserve(self, study: Any) -> float:
-        """Seconds that confirming the best trial over budget.confirm_seeds seeds would take: its seconds per epoch
-        (startup included), scaled from the images it trained on to all 60k, times its epochs and the seeds."""
+        """Seconds that confirming the best trial over budget.confirm_seeds seeds would take: its own seconds per
+        epoch (startup included) times _confirm_epochs."""
         best = self._best(study) if self.budget_cfg.confirm_seeds else None
         if best is None or not best.user_attrs.get("wall_time_s"):
             return 0.0
-        a = best.user_attrs
-        epochs = len(a.get("val_acc_per_epoch") or []) or 1  # the first seed's (a reseeded trial trained more)
-        images = int(a.get("data.train_subset") or 60_000) - int(a.get("data.val_size") or 0)
-        per_epoch = a["wall_time_s"] / epochs * 60_000 / max(1, images)
-        return per_epoch * int(a.get("train.epochs") or epochs) * self.budget_cfg.confirm_seeds
+        epochs = len(best.user_attrs.get("val_acc_per_epoch") or []) or 1  # the first seed's (a reseeded trial trained more)
+        return best.user_attrs["wall_time_s"] / epochs * self._confirm_epochs(best)
+
+    def _confirm_epochs(self, trial: Any) -> float:
+        """Confirming `trial` over budget.confirm_seeds seeds, in epochs of the size it trained on: its epochs times
+        the seeds, each on all 60k images where it trained on fewer (60/50 for the default split)."""
+        if trial is None:
+            return 0.0
+        a = trial.user_attrs
+        images = (_count(a.get("data.train_subset")) or 60_000) - _count(a.get("data.val_size"))
+        epochs = _count(a.get("train.epochs")) or len(a.get("val_acc_per_epoch") or []) or 1
+        return epochs * self.budget_cfg.confirm_seeds * 60_000 / max(1, images)
 
     def _best(self, study: Any) -> Any:
         """The best complete trial so far (single objective), else None; in a study that reseeds, ranked as the

@@ -174,3 +174,26 @@ def test_median_ranks_a_missing_best_below_every_value() -> None:
     assert median_or_none([None, None, 0.99]) is None
     assert median_or_none([0.99, 0.98]) == statistics.mean([0.99, 0.98])
     assert median_or_none([0.99, None]) is None
+
+
+@pytest.mark.slow
+def test_confirm_lanes_times_each_lane_count_on_the_same_seeds(tmp_path: Path) -> None:
+    done = run_entry("bench/confirm_lanes.py", ["--quick", f"data.root={DATA}"], cwd=tmp_path, timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    rows = [line.split() for line in done.stdout.splitlines() if re.fullmatch(r"\d+ +\d+ +[\d.]+ +[\d,]+", line)]
+    assert [r[0] for r in rows] == ["1", "2"] and all(float(r[2]) > 0 for r in rows), done.stdout
+    assert rows[0][1] == str(os.cpu_count()) and rows[1][1] == str(max(1, (os.cpu_count() or 1) // 2))
+
+
+def test_pick_rule_prints_each_rules_pick_for_the_committed_studies(tmp_path: Path) -> None:
+    from conftest import ROOT
+
+    done = run_entry("bench/pick_rule.py", ["--confirm-dir", str(ROOT / "results" / "confirm"), "--storages",
+                                            *(str(ROOT / "results" / db) for db in ("search.db", "search_v3.db"))],
+                     cwd=tmp_path, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = done.stdout.splitlines()
+    for study in ("small6k", "tiny4k", "small6k_v3", "tiny4k_v3"):
+        picks = [line for line in lines if f" {study} " in line]
+        assert [("best" in p.split()[2]) for p in picks] == [True, False], picks
+    assert any("not confirmed: 3 seeds" in line for line in lines)  # small6k's best was confirmed over 3 seeds

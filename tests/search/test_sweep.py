@@ -281,3 +281,77 @@ def test_the_search_keeps_the_time_its_best_trial_needs_to_be_confirmed():
     assert budget.exhausted() == "time budget spent (47.0/56 min, 9.0 min kept to confirm the best)"
     assert budget.allowance(1)[1] == pytest.approx(budget.started + 47 * 60)
     assert "56 min (less the time to confirm the best over 3 seeds)" in budget.describe()
+
+
+@pytest.mark.parametrize("subset, val_size, reserve", [
+    ("0", "10000", 540.0),  # "0" is all 60k images, as an override that arrives as a string says it
+    (0, 10000, 540.0),
+    ("2000", "200", 150 / 15 * 60_000 / 1_800 * 15 * 3),  # a shrunk search: 1,800 images an epoch
+    (None, "10000", 540.0),
+])
+def test_the_confirmation_reserve_reads_counts_given_as_strings(subset, val_size, reserve):
+    from hydra_plugins.archsearch_sweeper.archsearch_sweeper import ArchSearchSweeper
+    from optuna.distributions import FloatDistribution
+
+    budget_cfg = OmegaConf.create({"epochs": None, "minutes": 56, "confirm_seeds": 3})
+    sweeper = ArchSearchSweeper(sampler=None, pruner=None, direction="maximize", storage=None, study_name="t",
+                                n_trials=40, n_jobs=1, max_failure_rate=1.0, params=None, budget=budget_cfg)
+    study = optuna.create_study(direction="maximize")
+    study.add_trial(optuna.trial.create_trial(
+        value=0.99, params={"optim.lr": 0.1}, distributions={"optim.lr": FloatDistribution(0.01, 0.3)},
+        user_attrs={"status": "complete", "wall_time_s": 150.0, "val_acc_per_epoch": [0.9] * 15,
+                    "data.train_subset": subset, "data.val_size": val_size, "train.epochs": "15"}))
+    assert sweeper._confirm_reserve(study) == pytest.approx(reserve)
+
+
+def test_the_default_cpu_sweep_spends_epochs_not_minutes():
+    """The same commit and seed give the same trials on any machine: no wall-clock limit by default, and n_trials
+    high enough that the epoch budget binds first (each trial trains at least one epoch or is rejected)."""
+    from conftest import compose
+
+    sweeper = compose(["sweep=default", "hydra/sweeper=archsearch"], hydra_config=True).hydra.sweeper
+    assert sweeper.budget.minutes is None and sweeper.budget.confirm_seeds == 0
+    assert sweeper.budget.epochs == 150 and sweeper.n_trials >= sweeper.budget.epochs
+
+
+def test_the_eta_counts_the_confirmation_epochs_at_the_measured_speed():
+    from archsearch.search.budget import Budget
+
+    # 30 of 150 search epochs in 600 s: 20 s an epoch; 120 left, then 3 seeds x 15 epochs x 60/50
+    budget = Budget(1000, epochs=150, started=time.time() - 600)
+    budget.spent(2, 30)
+    assert budget.eta_s() == pytest.approx(120 * 20, abs=2)
+    budget.confirm_epochs = 3 * 15 * 1.2
+    assert budget.eta_s() == pytest.approx((120 + 54) * 20, abs=2)
+    assert Budget(1000, epochs=150, confirm_seeds=3).describe() == (
+        "1000 trials, 150 trained epochs, then a confirmation over 3 seeds, counted in the ETA")
+
+
+@pytest.mark.slow
+def test_the_epoch_budget_stops_at_the_same_trial_however_slow_the_machine(tmp_path, monkeypatch, capsys):
+    """The default budget (epochs, no minutes) with each training slowed by 2 s: the same trials, the same end."""
+    from conftest import run_in_process
+    from archsearch.core import train as core_train
+    from archsearch.search import job
+
+    args = ["-m", f"hydra.sweeper.study_name={STUDY}", "hydra.sweeper.n_trials=1000", "hydra.sweeper.budget.epochs=4",
+            *TINY, "train.epochs=2", "hydra/sweeper/pruner=none"]
+
+    def trials(cwd):
+        return [(t.params, t.values, t.state) for t in load(cwd).trials]
+
+    (tmp_path / "fast").mkdir()
+    (tmp_path / "slow").mkdir()
+    code, fast, _ = run_in_process("run.py", args, tmp_path / "fast", monkeypatch, capsys)
+    assert code == 0
+    train = core_train.train
+
+    def slow_train(*a, **k):
+        time.sleep(2)
+        return train(*a, **k)
+
+    monkeypatch.setattr(job, "train", slow_train)
+    code, slow, _ = run_in_process("run.py", args, tmp_path / "slow", monkeypatch, capsys)
+    assert code == 0
+    assert trials(tmp_path / "fast") == trials(tmp_path / "slow") and len(trials(tmp_path / "fast")) == 2
+    assert "Sweep stopped: epoch budget spent (4/4 trained epochs)" in fast + slow

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from conftest import DATA, ROOT, TINY, compose, run_entry, run_in_process, sigint_as_at_a_terminal
-from archsearch.report.confirm import run_reaped, training_overrides
+from archsearch.workflow.confirm import pass_on, training_overrides
 from archsearch.report.acceptance import find_experiments
 from archsearch.report.rows import Row
 
@@ -52,7 +52,7 @@ def best_trial(lab: Path) -> int:
 @pytest.fixture(scope="module")
 def failed(lab: Path) -> tuple[Path, str, subprocess.CompletedProcess]:
     """confirm.py --top 1 --seeds 1,2 on the study: (cwd, finalist name, the run)."""
-    args = ["--study", "t", "--top", "1", "--seeds", "1,2", "--experiment-dir", str(lab / "experiment"), *QUICK]
+    args = ["--study", "t", "--top", "1", "--seeds", "101,102", "--experiment-dir", str(lab / "experiment"), *QUICK]
     return lab, f"t_t{best_trial(lab)}", run_entry("confirm.py", args, cwd=lab, timeout=120)
 
 
@@ -60,7 +60,7 @@ def failed(lab: Path) -> tuple[Path, str, subprocess.CompletedProcess]:
 def test_trains_each_seed_and_fails_the_target(failed: tuple[Path, str, subprocess.CompletedProcess]) -> None:
     lab, name, result = failed
     assert result.returncode == 0, result.stderr[-3000:]
-    for seed in (1, 2):
+    for seed in (101, 102):
         run = lab / "outputs" / "confirm" / name / f"seed_{seed}"
         m = json.loads((run / "metrics.json").read_text())
         cfg = m["config"]
@@ -74,18 +74,22 @@ def test_trains_each_seed_and_fails_the_target(failed: tuple[Path, str, subproce
         assert f"  {name} seed {seed}: complete, 2 epochs, last 2 test" in result.stdout
     verdict = next(line for line in result.stdout.splitlines() if line.startswith(f"{name} "))
     assert verdict.split()[-1] == "FAIL" and "1: " in verdict and "2: " in verdict
-    assert f"{name}: FAIL: 2 seed(s); confirmation needs 3; seed 1 trained 2 epochs, fewer than 3" in result.stdout
+    assert f"{name}: FAIL: 2 seed(s); confirmation needs 3; seed 101 trained 2 epochs, fewer than 3" in result.stdout
     assert not (lab / "experiment").exists()  # nothing confirmed, nothing saved
     # results.py read the same runs: one experiment named after the trial, and wrote the confirm dir's RESULTS.md
     assert [(e.name, len(e.runs), e.confirmed) for e in find_experiments(lab / "outputs" / "confirm")] == [
         (name, 2, False)]
     assert f"| {name} |" in (lab / "outputs" / "confirm" / "RESULTS.md").read_text()
-    # It ends with the answer: the verdict and the worst seed, the checkpoints, the command that re-measures them
-    verdict, where, command = result.stdout.strip().splitlines()[-3:]
+    # The answer: the verdict and the worst seed, the checkpoints, the command that re-measures them; printed
+    # before the files are written (RESULTS.md, the experiment), so that a failure there cannot hide it
+    lines = result.stdout.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith("NOT CONFIRMED: "))
+    verdict, where, command = lines[at:at + 3]
+    assert at < next(i for i, line in enumerate(lines) if line.startswith("wrote "))
     assert verdict.startswith(f"NOT CONFIRMED: {name}, ") and ", 2 seeds; worst seed " in verdict
     assert where == f"checkpoints: outputs/confirm/{name}/seed_*/model.pt"
-    assert command == (f"re-measure them: python sweep/evaluate.py outputs/confirm/{name}/seed_1/model.pt "
-                       f"outputs/confirm/{name}/seed_2/model.pt")
+    assert command == (f"re-measure them: python sweep/evaluate.py outputs/confirm/{name}/seed_101/model.pt "
+                       f"outputs/confirm/{name}/seed_102/model.pt")
 
 
 @pytest.mark.slow
@@ -95,18 +99,18 @@ def test_resumes_finished_seeds_and_reruns_incomplete_ones(failed: tuple[Path, s
     confirm = tmp_path / "confirm"
     shutil.copytree(lab / "outputs" / "confirm", confirm)
     (confirm / "RESULTS.md").unlink()
-    seed_2 = confirm / name / "seed_2" / "metrics.json"
-    m = json.loads(seed_2.read_text())
-    seed_2.write_text(json.dumps({**m, "status": "pruned", "epochs": m["epochs"][:1]}))  # as if cut short
-    args = ["--study", "t", "--top", "1", "--seeds", "1,2", "--confirm-dir", str(confirm), "--results", "none",
+    seed_102 = confirm / name / "seed_102" / "metrics.json"
+    m = json.loads(seed_102.read_text())
+    seed_102.write_text(json.dumps({**m, "status": "pruned", "epochs": m["epochs"][:1]}))  # as if cut short
+    args = ["--study", "t", "--top", "1", "--seeds", "101,102", "--confirm-dir", str(confirm), "--results", "none",
             "--experiment-dir", str(tmp_path / "experiment"), *QUICK[:3], "train.threads=2",  # threads: no matter
             "train.epochs=2"]
     again = run_entry("confirm.py", args, cwd=lab, timeout=120)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert f"{name} seed 1: done already (2 epochs, last 2 test" in again.stdout
-    assert "seed 1: training" not in again.stdout
-    assert f"{name} seed 2: re-training (the run there is incomplete)" in again.stdout
-    assert json.loads(seed_2.read_text())["status"] == "complete"
+    assert f"{name} seed 101: done already (2 epochs, last 2 test" in again.stdout
+    assert "seed 101: training" not in again.stdout
+    assert f"{name} seed 102: re-training (the run there is incomplete)" in again.stdout
+    assert json.loads(seed_102.read_text())["status"] == "complete"
 
     started = time.monotonic()
     third = run_entry("confirm.py", args, cwd=lab, timeout=60)
@@ -116,7 +120,7 @@ def test_resumes_finished_seeds_and_reruns_incomplete_ones(failed: tuple[Path, s
 
     # a finished run of other overrides is never reused nor overwritten
     other = run_entry("confirm.py", [*args[:-1], "train.epochs=3"], cwd=lab, timeout=60)
-    one_line_error(other, f"{confirm / name / 'seed_1'} holds a complete run of other overrides",
+    one_line_error(other, f"{confirm / name / 'seed_101'} holds a complete run of other overrides",
                    "-train.epochs=2 +train.epochs=3")
 
 
@@ -130,18 +134,18 @@ def test_passing_finalist_is_saved_as_a_confirmed_experiment(lab: Path, tmp_path
     # A target any trained net meets (500 images, 3 epochs do not even promise 10%): the PASS path, 3 seeds. Runs
     # are judged against the assignment whatever their config sets, so the assignment itself is lowered here.
     monkeypatch.setattr(acceptance, "assignment_limits", lambda: (0.01, 20_000, 20))
-    args = ["--study", "t", "--top", "1", "--seeds", "1,2,3", "--confirm-dir", str(confirm),
+    args = ["--study", "t", "--top", "1", "--seeds", "101,102,103", "--confirm-dir", str(confirm),
             "--experiment-dir", str(experiments), *QUICK[:-1], "train.epochs=3"]
     code, out, err = run_in_process("confirm.py", args, lab, monkeypatch, capsys)
     assert code == 0, err[-3000:]
     verdict = next(line for line in out.splitlines() if line.startswith(f"{name} "))
     assert verdict.split()[-1] == "PASS"
     saved = experiments / f"{name}.yaml"
-    assert f"{name}: PASS; wrote {saved}: python sweep/run.py -m +experiment={name} seed=1,2,3" in out
+    assert f"{name}: PASS; wrote {saved}: python sweep/run.py -m +experiment={name} seed=101,102,103" in out
     low = min(a for e in find_experiments(confirm) for r in e.runs for a in r.last)
     lines = saved.read_text().splitlines()
     assert lines[0] == "# @package _global_"  # Hydra reads the package only from the first lines
-    assert lines[1].startswith("# CONFIRMED by sweep/confirm.py: seeds 1, 2, 3 each >= 1.00% test in each of the "
+    assert lines[1].startswith("# CONFIRMED by sweep/confirm.py: seeds 101, 102, 103 each >= 1.00% test in each of the "
                                f"last 3 epochs (min {low:.2%})")
     cfg = compose([f"+experiment={name}", f"hydra.searchpath=[file://{tmp_path}]"])
     assert (cfg.model.name, cfg.data.val_size, cfg.data.train_subset, cfg.train.epochs, cfg.trial) == (
@@ -157,21 +161,21 @@ def test_passing_finalist_is_saved_as_a_confirmed_experiment(lab: Path, tmp_path
 
 
 def test_stop_at_first_miss_trains_no_seed_after_one_that_misses(lab: Path, tmp_path: Path) -> None:
-    """QUICK's 2 epochs are fewer than the rule's last 3, so seed 1 misses: seeds 2 and 3 are never trained."""
-    args = ["--study", "t", "--top", "1", "--seeds", "1,2,3", "--stop-at-first-miss", "--confirm-dir",
+    """QUICK's 2 epochs are fewer than the rule's last 3, so seed 101 misses: seeds 102 and 103 are never trained."""
+    args = ["--study", "t", "--top", "1", "--seeds", "101,102,103", "--stop-at-first-miss", "--confirm-dir",
             str(tmp_path / "c"), "--experiment-dir", str(tmp_path / "e"), "--results", "none", *QUICK]
     result = run_entry("confirm.py", args, cwd=lab, timeout=120)
     assert result.returncode == 0, result.stderr[-3000:]
     name = f"t_t{best_trial(lab)}"
-    assert (tmp_path / "c" / name / "seed_1" / "metrics.json").is_file()
-    assert not (tmp_path / "c" / name / "seed_2").exists() and not (tmp_path / "c" / name / "seed_3").exists()
-    assert (f"  {name}: seed 1 trained 2 epochs, fewer than 3, so it cannot pass; seed(s) 2, 3 not run "
+    assert (tmp_path / "c" / name / "seed_101" / "metrics.json").is_file()
+    assert not (tmp_path / "c" / name / "seed_102").exists() and not (tmp_path / "c" / name / "seed_103").exists()
+    assert (f"  {name}: seed 101 trained 2 epochs, fewer than 3, so it cannot pass; seed(s) 102, 103 not run "
             "(--stop-at-first-miss)") in result.stdout
-    assert f"NOT CONFIRMED: {name}" in result.stdout and ", 1 seeds; worst seed 1" in result.stdout
+    assert f"NOT CONFIRMED: {name}" in result.stdout and ", 1 seeds; worst seed 101" in result.stdout
 
 
 def test_trials_names_the_finalists_by_number(lab: Path) -> None:
-    from archsearch.report.confirm import finalists
+    from archsearch.workflow.confirm import finalists
     from archsearch.core.errors import ConfigError
     from archsearch.report.ranking import review_study
     from archsearch.search.storage import load_study, open_readonly
@@ -197,52 +201,54 @@ def test_training_overrides_drop_what_only_the_search_used() -> None:
 def test_a_run_that_cannot_start_is_one_line(lab: Path, tmp_path: Path) -> None:
     result = run_entry("confirm.py", ["--study", "t", "--top", "1", "--confirm-dir", str(tmp_path),
                                       "optim.lrr=0.1", *QUICK], cwd=lab, timeout=60)
-    one_line_error(result, "seed 1: python sweep/run.py exited 2 without a metrics.json:", "optim.lrr")
+    one_line_error(result, "seed 101: python sweep/run.py exited 2 without a metrics.json:", "optim.lrr")
 
 
-def test_ctrl_c_exits_130(lab: Path, tmp_path: Path) -> None:
-    args = ["--study", "t", "--top", "1", "--seeds", "1", "--confirm-dir", str(tmp_path), *QUICK]
+@pytest.mark.parametrize("sig, code, says", [
+    pytest.param(signal.SIGINT, 130, "interrupted (SIGINT)", marks=pytest.mark.slow),
+    (signal.SIGTERM, 143, "terminated (SIGTERM)")])
+def test_a_signal_reaches_the_running_seed_which_records_its_epoch(lab: Path, tmp_path: Path, sig: int, code: int,
+                                                                   says: str) -> None:
+    """Ctrl-C or SIGTERM to confirm.py alone (the seed runs in a session of its own): the seed gets it too, writes
+    metrics.json with the epoch it reached, and is gone before confirm.py exits."""
+    args = ["--study", "t", "--top", "1", "--seeds", "101", "--confirm-dir", str(tmp_path), *QUICK[:-1],
+            "train.epochs=20", "constraints.max_epochs=20"]
     proc = subprocess.Popen([sys.executable, str(ROOT / "sweep" / "confirm.py"), *args], cwd=lab, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=sigint_as_at_a_terminal,
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:
         for line in proc.stdout:
-            if "seed 1: training" in line:
+            if "seed 101: training" in line:
                 break
-        deadline = time.monotonic() + 60  # interrupted while it trains, not while it starts the run
-        while not list(tmp_path.glob("*/seed_1/run.log")) and time.monotonic() < deadline:
+        deadline = time.monotonic() + 90  # signalled once it trains its first epochs, not while it starts
+        while time.monotonic() < deadline and " 2/20" not in "".join(
+                p.read_text() for p in tmp_path.glob("*/seed_101/run.log")):
             time.sleep(0.1)
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)
         _, err = proc.communicate(timeout=60)
     finally:
         proc.kill()
-    assert proc.returncode == 130 and err.strip().splitlines()[-1] == "interrupted", err
-    assert not list(tmp_path.glob("*/seed_1/metrics.json"))  # the run was stopped before it finished
+    assert proc.returncode == code, err
+    [metrics] = tmp_path.glob("*/seed_101/metrics.json")
+    m = json.loads(metrics.read_text())
+    assert m["status"] == "failed" and m["reason"].startswith(f"{says} during epoch "), m.get("reason")
+    assert 2 <= int(m["reason"].split()[-1]) < 20
     left = subprocess.run(["pgrep", "-f", f"hydra.run.dir={tmp_path}"], capture_output=True, text=True)
     assert left.returncode == 1, f"the run is left running: {left.stdout}"
 
 
-def test_an_interrupted_run_is_gone_before_the_interrupt_goes_on(monkeypatch: pytest.MonkeyPatch) -> None:
-    started: list[subprocess.Popen] = []
+def test_a_seed_that_ignores_the_signal_is_killed_after_the_grace(tmp_path: Path) -> None:
+    from archsearch.search.signals import Terminated
 
-    class Recorded(subprocess.Popen):
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
-            started.append(self)
-
-    def ctrl_c(*_: Any) -> None:
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(subprocess, "Popen", Recorded)
-    before = signal.signal(signal.SIGALRM, ctrl_c)
-    try:  # the run, once started, interrupts this process alone, then sleeps on
-        with pytest.raises(KeyboardInterrupt):
-            run_reaped([sys.executable, "-c",
-                          "import os, signal, time; os.kill(os.getppid(), signal.SIGALRM); time.sleep(60)"])
-    finally:
-        signal.signal(signal.SIGALRM, before)
+    ignores = subprocess.Popen([sys.executable, "-c", "import signal, time; signal.signal(signal.SIGTERM, "
+                                "signal.SIG_IGN); print('ready', flush=True); time.sleep(60)"],
+                               stdout=subprocess.PIPE, text=True, start_new_session=True)
+    assert ignores.stdout.readline().strip() == "ready"
+    started = time.monotonic()
+    pass_on([ignores], Terminated(signal.SIGTERM), grace_s=1.0)
+    assert 1.0 <= time.monotonic() - started < 10 and ignores.returncode == -signal.SIGKILL
     with pytest.raises(ChildProcessError):  # reaped: neither running nor a zombie left to this process
-        os.waitpid(started[0].pid, os.WNOHANG)
+        os.waitpid(ignores.pid, os.WNOHANG)
 
 
 @pytest.fixture(scope="module")
@@ -272,8 +278,74 @@ def storages(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (["--study", "mnist_6k", "--storage", "sqlite:///old.db"], ["was written by optuna 2.10.1",
                                                                 "optuna storage upgrade --storage sqlite:///old.db"]),
     (["--study", "nocomplete", "seed=4"], ["seed=4: seed is set by confirm.py (--seeds)"]),
+    (["--study", "nocomplete", "--lanes", "0"], ["--lanes='0': must be a whole number >= 1 or auto"]),
+    (["--study", "nocomplete", "--pick", "cheapest"], ["--pick", "invalid choice: 'cheapest'"]),
     (["--top", "1"], ["--study='mnist_20k_v2': no such study in sqlite:///outputs/optuna.db"]),  # the default
 ])
 def test_bad_input_is_one_line(storages: Path, args: list[str], says: list[str]) -> None:
     one_line_error(run_entry("confirm.py", args, cwd=storages, timeout=60), *says)
     assert not (storages / "missing.db").exists() and not (storages / "outputs" / "confirm").exists()
+
+
+@pytest.mark.parametrize("seeds, says", [("1", "trained seed(s) 1 in the search"),
+                                         ("101,1,2", "trained seed(s) 1 in the search")])
+def test_seeds_the_search_trained_are_refused(lab: Path, tmp_path: Path, seeds: str, says: str) -> None:
+    result = run_entry("confirm.py", ["--study", "t", "--top", "1", "--seeds", seeds, "--confirm-dir",
+                                      str(tmp_path / "c"), *QUICK], cwd=lab, timeout=60)
+    one_line_error(result, f"--seeds={seeds}: trial #{best_trial(lab)}", says, "e.g. 101,102,103")
+    assert not (tmp_path / "c").exists()
+
+
+def test_the_search_trained_its_seed_or_its_reseeds() -> None:
+    from types import SimpleNamespace
+
+    from archsearch.workflow.confirm import trained_seeds
+
+    def row(overrides: list[str], **attrs: Any) -> Row:
+        return Row(number=0, state="complete", label="complete", target=0.994, overrides=overrides,
+                   trial=SimpleNamespace(user_attrs=attrs))
+
+    assert trained_seeds(row(["model=fcfree"])) == {1}  # conf/config.yaml's seed
+    assert trained_seeds(row(["model=fcfree", "seed=7"])) == {7}
+    assert trained_seeds(row(["model=fcfree"], seeds=[1, 2])) == {1, 2}
+
+
+@pytest.mark.parametrize("cores, seeds, lanes", [(2, 3, 1), (4, 3, 1), (6, 3, 3), (16, 3, 3), (2, 1, 1), (4, 2, 2)])
+def test_auto_lanes_runs_seeds_at_once_only_with_two_cores_each(cores: int, seeds: int, lanes: int) -> None:
+    from archsearch.workflow.confirm import auto_lanes, lanes_for
+
+    assert auto_lanes(cores, seeds) == lanes == lanes_for("auto", seeds, cores)
+    assert lanes_for("5", seeds, cores) == seeds  # never more lanes than seeds
+
+
+@pytest.mark.slow
+def test_two_lanes_train_the_same_seeds_as_one(lab: Path, tmp_path: Path) -> None:
+    """The same seeds in 2 lanes of cores // 2 threads and in 1 lane of all cores: the same accuracies."""
+    def confirm(lanes: str) -> dict[int, dict]:
+        out = tmp_path / lanes
+        result = run_entry("confirm.py", ["--study", "t", "--top", "1", "--seeds", "101,102", "--lanes", lanes,
+                                          "--confirm-dir", str(out), "--results", "none", *QUICK[:-2]],
+                           cwd=lab, timeout=300)
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert f"in {lanes} lane(s) of {max(1, (os.cpu_count() or 1) // int(lanes))} thread(s)" in result.stdout
+        return {m["config"]["seed"]: m for m in (json.loads(p.read_text()) for p in out.glob("*/seed_*/metrics.json"))}
+
+    one, two = confirm("1"), confirm("2")
+    assert sorted(one) == sorted(two) == [101, 102]
+    for seed in (101, 102):
+        assert [e["test_acc"] for e in one[seed]["epochs"]] == [e["test_acc"] for e in two[seed]["epochs"]]
+        assert one[seed]["config"]["train"]["threads"] == os.cpu_count()
+        assert two[seed]["config"]["train"]["threads"] == max(1, (os.cpu_count() or 1) // 2)
+
+
+def test_the_verdict_is_printed_even_when_the_results_cannot_be_written(failed: tuple[Path, str, Any],
+                                                                        tmp_path: Path) -> None:
+    lab, name, _ = failed
+    confirm = tmp_path / "confirm"
+    shutil.copytree(lab / "outputs" / "confirm", confirm)  # the finished seeds: nothing trains again
+    (tmp_path / "blocked").write_text("a file, so no directory can be made under it")
+    result = run_entry("confirm.py", ["--study", "t", "--top", "1", "--seeds", "101,102", "--confirm-dir",
+                                      str(confirm), "--results", str(tmp_path / "blocked" / "RESULTS.md"), *QUICK],
+                       cwd=lab, timeout=60)
+    assert result.returncode != 0 and "done already" in result.stdout
+    assert f"NOT CONFIRMED: {name}, " in result.stdout, result.stdout

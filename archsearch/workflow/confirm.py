@@ -1,25 +1,31 @@
 """Confirm a study's best trials over seeds, as one command: retrain, judge, save what passes, report.
 
-    python sweep/confirm.py --study NAME [--storage URL] [--top 3 | --trials N,M] [--seeds 1,2,3] [--confirm-dir DIR]
-                            [--stop-at-first-miss] [--experiment-dir DIR] [--results PATH|none] [--notes FILE]
-                            [overrides...]
+    python sweep/confirm.py --study NAME [--storage URL] [--top 3 | --trials N,M] [--pick best|smallest-within-noise]
+                            [--seeds 101,102,103] [--lanes N|auto] [--confirm-dir DIR] [--stop-at-first-miss]
+                            [--experiment-dir DIR] [--results PATH|none] [--notes FILE] [overrides...]
 
 1. Reads the study read-only (the default storage is the sweep's, conf/sweep/default.yaml). The finalists are
    its top --top COMPLETE trials by the validation objective, in the review's order
    (archsearch/report/ranking.py), or the complete trials that --trials names; pruned, rejected, duplicate and
-   failed trials never count, and test accuracy plays no part in the choice.
-2. Trains each finalist from scratch on all 60k training images, once per seed, one run after another, each as
+   failed trials never count, and test accuracy plays no part in the choice. --pick smallest-within-noise puts
+   first the complete trials within one standard error of the best, fewest params first (workflow/pick.py).
+2. Trains each finalist from scratch on all 60k training images, once per seed, each as
    `python sweep/run.py <the trial's overrides> sweep=none <overrides> model.name=NAME seed=K
    hydra.run.dir=<confirm-dir>/NAME/seed_K`, where NAME is <study>_t<trial number>. The trial's own
    overrides lose what only the search used (validation split, data subsets, per-machine settings, trial
    bookkeeping, the sweep=); overrides given here win over the trial's for the same key (e.g.
    train.threads=1, or data.train_subset=2000 train.epochs=3 for a quick look). sweep=none makes the
-   recorded overrides a command that reproduces the runs with -m (RESULTS.md's "Reproduce").
+   recorded overrides a command that reproduces the runs with -m (RESULTS.md's "Reproduce"). The seeds
+   (default 101-103) must be ones the finalist's trial never trained in the search (it trained `seed`, and
+   seed + 1, ... when reseeded). They run in --lanes parallel subprocesses with cores // lanes torch threads
+   each (train.threads, unless given here); auto is auto_lanes's rule. A signal here (Ctrl-C, SIGTERM, SIGHUP)
+   is passed on to the running seeds, which get a few seconds to record the epoch they reached.
 3. Resumable: a seed whose metrics.json says complete with all its epochs is not trained again; any other
    is (re)trained. A complete run made with other overrides (per-machine ones aside) is an error, never
    overwritten: use another --confirm-dir or remove that run. With --stop-at-first-miss, a finalist's seeds
-   stop at the first one that misses the accuracy rule (it can no longer pass); it is judged on those it ran.
-4. Verdict: sweep/results.py's rule (Experiment.confirmed): every seed at or above constraints.target_acc
+   stop at the first one that misses the accuracy rule (it can no longer pass): no seed starts after it, those
+   running finish; it is judged on those it ran.
+4. Verdict, printed before anything is written: sweep/results.py's rule (Experiment.confirmed): every seed at or above constraints.target_acc
    in each of its last 3 epochs, at least 3 seeds, FC-free, under the parameter and epoch limits. A
    finalist that passes is written to <experiment-dir>/NAME.yaml (default conf/experiment), its first
    comment line (right under `# @package _global_`, which Hydra needs first) saying it is confirmed and the
@@ -51,10 +57,12 @@ from typing import Any, NoReturn, Optional, Sequence
 from archsearch.core.config import MACHINE_KEYS
 from archsearch.core.defaults import CONF, ROOT, sweep_defaults
 from archsearch.core.errors import ConfigError
+from archsearch.workflow.pick import PICKS, ordered
 from archsearch.report.experiment import RUNTIME_KEYS, experiment_yaml, finalist_name, save_experiment
 from archsearch.report.ranking import Review, review_study
 from archsearch.report.acceptance import LAST, Experiment, read_run
 from archsearch.report.rows import Row, read_metrics
+from archsearch.search.signals import JOBS_GRACE_S
 from archsearch.search.storage import load_study, open_readonly
 from archsearch.report.tables import fmt_duration, fmt_int, fmt_pct, objective_text, text_table
 
@@ -62,6 +70,8 @@ RUN = ROOT / "sweep" / "run.py"
 DEFAULT_CONFIRM_DIR = Path("outputs/confirm")
 SET_HERE = {"seed": "--seeds", "model.name": "the finalist's name", "hydra.run.dir": "--confirm-dir"}
 CONFIRMED_MARK = "CONFIRMED by sweep/confirm.py"
+# Seeds no search trains: a search trains `seed` (1) and, reseeding, seed + 1, ...; the shipped results kept 1-3.
+CONFIRM_SEEDS = (101, 102, 103)
 
 
 class Parser(argparse.ArgumentParser):
@@ -77,7 +87,13 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     p.add_argument("--storage", default=sweeper.storage, help="storage URL (default: %(default)s, cwd-relative)")
     p.add_argument("--top", default="3", help="how many complete trials, best first (default: %(default)s)")
     p.add_argument("--trials", help="comma-separated trial numbers to confirm instead of the top ones (each complete)")
-    p.add_argument("--seeds", default="1,2,3", help="comma-separated seeds (default: %(default)s)")
+    p.add_argument("--seeds", default=",".join(map(str, CONFIRM_SEEDS)),
+                   help="comma-separated seeds, none of them one the search trained (default: %(default)s)")
+    p.add_argument("--lanes", default="auto", help="seeds trained at once, each with cores // lanes torch threads: "
+                   "N, or auto (a rule from the core count; default: %(default)s)")
+    p.add_argument("--pick", choices=PICKS, default="best",
+                   help="which complete trials come first: best by objective, or smallest-within-noise (the fewest "
+                   "params, then MACs, among those within one standard error of the best; default: %(default)s)")
     p.add_argument("--confirm-dir", type=Path, default=DEFAULT_CONFIRM_DIR,
                    help="runs go to <dir>/<study>_t<trial>/seed_<k> (default: %(default)s, cwd-relative)")
     p.add_argument("--experiment-dir", type=Path, default=CONF / "experiment",
@@ -238,60 +254,134 @@ def last_text(m: dict[str, Any]) -> str:
     return f"last {len(last)} test {' / '.join(fmt_pct(a) for a in last)}, min {fmt_pct(min(last, default=None))}"
 
 
-def run_reaped(command: list[str]) -> subprocess.CompletedProcess:
-    """subprocess.run, except that on a Ctrl-C or SIGTERM here the run is killed and waited for: subprocess.run
-    only kills it, so on a loaded machine the training could still be there after this command has exited."""
-    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
+def auto_lanes(cores: int, seeds: int) -> int:
+    """How many seeds train at once for --lanes auto: 1 lane while cores < 2 * seeds (a lane of one thread is no
+    faster than a share of a sequential run's), else one lane per seed, each with cores // seeds threads. A rule
+    to revisit with the figures of bench/confirm_lanes.py."""
+    return 1 if cores < 2 * seeds else seeds
+
+
+def lanes_for(text: str, seeds: int, cores: Optional[int] = None) -> int:
+    """--lanes N|auto as a number of lanes, at most one per seed."""
+    import os
+
+    cores = cores or os.cpu_count() or 1
+    if text == "auto":
+        return auto_lanes(cores, seeds)
+    try:
+        lanes = int(text)
+    except ValueError:
+        lanes = 0
+    if lanes < 1:
+        raise ConfigError(f"--lanes={text!r}: must be a whole number >= 1 or auto")
+    return min(lanes, seeds)
+
+
+@dataclass
+class Lane:
+    """A seed training in a subprocess of its own session: a signal reaches it through this process alone."""
+    seed: int
+    proc: subprocess.Popen
+    output: Any  # its stdout and stderr, for the error line of a run that wrote no metrics.json
+    started: float
+
+
+def start_seed(f: Finalist, seed: int, confirm_dir: Path, threads: Optional[int]) -> Lane:
+    import tempfile
+
+    command = f.command(confirm_dir, seed) + ([f"train.threads={threads}"] if threads else [])
+    output = tempfile.TemporaryFile("w+")
+    proc = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    return Lane(seed, proc, output, time.monotonic())
+
+
+def pass_on(procs: Sequence[subprocess.Popen], e: BaseException, grace_s: float = JOBS_GRACE_S) -> None:
+    """Pass an interruption on to each running subprocess and give them grace_s seconds to record how far they got
+    (a run writes the epoch it reached in metrics.json, archsearch/core/train.py) before they are killed; wait for
+    each, so that none outlives this process."""
+    import signal
+
+    signum = getattr(e, "signum", signal.SIGINT)  # signals.Terminated carries SIGTERM or SIGHUP
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signum)
+    deadline = time.monotonic() + grace_s
+    for proc in procs:
         try:
-            out, err = proc.communicate()
-        except BaseException:
+            proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-            raise
-    return subprocess.CompletedProcess(command, proc.returncode, out, err)
 
 
-def run_seed(f: Finalist, seed: int, confirm_dir: Path) -> None:
-    """Train one seed unless it is finished; one line before and one after."""
+def end_seed(f: Finalist, lane: Lane, confirm_dir: Path) -> None:
+    """The line after a seed's run, or a one-line error for a run that wrote no metrics.json."""
+    metrics_path = f.run_dir(confirm_dir, lane.seed) / "metrics.json"
+    took = fmt_duration(time.monotonic() - lane.started)
+    if lane.proc.returncode in (130, 143, 129):  # interrupted by itself, not through this process
+        raise KeyboardInterrupt
+    if not metrics_path.is_file():
+        lane.output.seek(0)
+        tail = (lane.output.read().strip() or "no output").splitlines()[-1].removeprefix("error: ")
+        raise ConfigError(f"{f.name} seed {lane.seed}: python sweep/run.py exited {lane.proc.returncode} without a "
+                          f"metrics.json: {tail}")
+    m = read_metrics(metrics_path)
+    reason = f" ({m['reason']})" if m.get("reason") else ""
+    print(f"  {f.name} seed {lane.seed}: {m['status']}{reason}, {len(m['epochs'])} epochs, {last_text(m)}, {took}",
+          flush=True)
+
+
+def begin_seed(f: Finalist, seed: int, confirm_dir: Path) -> bool:
+    """Whether the seed needs training (it is not finished); one line either way."""
     run_dir = f.run_dir(confirm_dir, seed)
     metrics_path = run_dir / "metrics.json"
     done = finished(metrics_path)
     if done is not None:
         print(f"  {f.name} seed {seed}: done already ({len(done['epochs'])} epochs, {last_text(done)}); "
               "not run again", flush=True)
-        return
+        return False
     again = "re-training (the run there is incomplete)" if metrics_path.exists() else "training"
     metrics_path.unlink(missing_ok=True)  # so that a run that dies before writing one cannot pass for finished
     print(f"  {f.name} seed {seed}: {again} in {run_dir} (log: {run_dir / 'run.log'})", flush=True)
-    started = time.monotonic()
-    done_run = run_reaped(f.command(confirm_dir, seed))
-    took = fmt_duration(time.monotonic() - started)
-    if done_run.returncode == 130:
-        raise KeyboardInterrupt
-    if not metrics_path.is_file():
-        tail = (done_run.stderr.strip() or done_run.stdout.strip() or "no output").splitlines()[-1]
-        tail = tail.removeprefix("error: ")
-        raise ConfigError(f"{f.name} seed {seed}: python sweep/run.py exited {done_run.returncode} without a "
-                          f"metrics.json: {tail}")
-    m = read_metrics(metrics_path)
-    reason = f" ({m['reason']})" if m.get("reason") else ""
-    print(f"  {f.name} seed {seed}: {m['status']}{reason}, {len(m['epochs'])} epochs, {last_text(m)}, {took}",
-          flush=True)
+    return True
 
 
-def train_seeds(f: Finalist, seeds: Sequence[int], confirm_dir: Path, stop_at_first_miss: bool) -> Experiment:
-    """Each seed in turn (run_seed), judged on the runs it has; with stop_at_first_miss, none after the first
-    that misses the accuracy rule, since the finalist can no longer pass."""
-    runs = []
-    for i, seed in enumerate(seeds):
-        run_seed(f, seed, confirm_dir)
+def train_seeds(f: Finalist, seeds: Sequence[int], confirm_dir: Path, stop_at_first_miss: bool, lanes: int = 1,
+                threads: Optional[int] = None) -> Experiment:
+    """The seeds in `lanes` parallel subprocesses, each with `threads` torch threads (None: the run's own setting),
+    judged on the runs it has; with stop_at_first_miss, no seed is started after one misses the accuracy rule (the
+    finalist can no longer pass), while those already running finish."""
+    waiting, running, runs = list(seeds), [], []
+    missed = False
+
+    def judge(seed: int) -> None:
+        nonlocal missed
         runs.append(read_run(f.run_dir(confirm_dir, seed) / "metrics.json"))
-        rest = seeds[i + 1:]
-        misses = Experiment(f.name, runs[-1:]).accuracy_misses() if stop_at_first_miss and rest else []
-        if misses:
-            print(f"  {f.name}: {misses[0]}, so it cannot pass; seed(s) {', '.join(map(str, rest))} not run "
+        misses = Experiment(f.name, runs[-1:]).accuracy_misses() if stop_at_first_miss and not missed else []
+        missed = missed or bool(misses)
+        if misses and waiting:
+            print(f"  {f.name}: {misses[0]}, so it cannot pass; seed(s) {', '.join(map(str, waiting))} not run "
                   "(--stop-at-first-miss)", flush=True)
-            break
+
+    try:
+        while running or (waiting and not missed):
+            while waiting and not missed and len(running) < lanes:
+                seed = waiting.pop(0)
+                if begin_seed(f, seed, confirm_dir):
+                    running.append(start_seed(f, seed, confirm_dir, threads))
+                else:
+                    judge(seed)
+            ended = [lane for lane in running if lane.proc.poll() is not None]
+            if not ended:
+                time.sleep(0.1)
+            for lane in ended:
+                running.remove(lane)
+                end_seed(f, lane, confirm_dir)
+                lane.output.close()
+                judge(lane.seed)
+    except BaseException as e:  # Ctrl-C, SIGTERM, SIGHUP, or a run that could not start
+        pass_on([lane.proc for lane in running], e)
+        raise
     return Experiment(f.name, sorted(runs, key=lambda r: r.seed))
 
 
@@ -352,26 +442,59 @@ def write_results(args: argparse.Namespace) -> None:
     results.main([*argv, *(["--notes", str(args.notes)] if args.notes else [])])
 
 
+def trained_seeds(row: Row) -> set[int]:
+    """The seeds the search trained for the trial: its reseeded `seeds`, else its `seed=` override, else the
+    config's default seed."""
+    from omegaconf import OmegaConf
+
+    attrs = row.trial.user_attrs if row.trial is not None else {}
+    if attrs.get("seeds"):
+        return {int(s) for s in attrs["seeds"]}
+    given = [o.value() for o in parse_overrides(row.overrides) if o.key_or_group == "seed"]
+    return {int(given[-1]) if given else int(OmegaConf.load(CONF / "config.yaml").seed)}
+
+
+def check_unseen_seeds(chosen: Sequence[Finalist], seeds: Sequence[int]) -> None:
+    """Refuse seeds that a finalist's trial trained in the search: its confirmation would repeat what selected it."""
+    for f in chosen:
+        seen = sorted(trained_seeds(f.row) & set(seeds))
+        if seen:
+            raise ConfigError(f"--seeds={','.join(map(str, seeds))}: trial #{f.row.number} ({f.name}) trained seed(s) "
+                              f"{', '.join(map(str, seen))} in the search; confirm with seeds it never trained, "
+                              f"e.g. {','.join(map(str, CONFIRM_SEEDS))}")
+
+
 def main(argv: Optional[Sequence[str]] = None) -> None:
+    import os
+
     args = parse_args(argv)
     extra_keys = check_extras(args.overrides)
+    lanes = lanes_for(args.lanes, len(args.seeds))
+    threads = None if "train.threads" in extra_keys else max(1, (os.cpu_count() or 1) // lanes)
     storage = open_readonly(args.storage)
     review = review_study(load_study(storage, args.study, args.storage), args.storage, None)
+    review = dataclasses.replace(review, rows=ordered(review.rows, args.pick))
     chosen = finalists(review, args.top, args.overrides, extra_keys, args.trials)
+    check_unseen_seeds(chosen, args.seeds)
     check_finished_runs(chosen, args.seeds, args.confirm_dir)
     n_complete = sum(r.state == "complete" for r in review.rows)
     which = ("chosen by number" if args.trials is not None else
              f"the top of {n_complete} complete trial(s) by {', '.join(review.objective_names)} "
-             f"({', '.join(review.directions)})")
+             f"({', '.join(review.directions)}{'' if args.pick == 'best' else ', ' + args.pick})")
     print(f"study {args.study!r} ({args.storage}): {len(chosen)} finalist(s), {which}; "
-          f"seeds {', '.join(map(str, args.seeds))}; runs in {args.confirm_dir}", flush=True)
+          f"seeds {', '.join(map(str, args.seeds))} in {lanes} lane(s)"
+          f"{'' if threads is None else f' of {threads} thread(s)'}; runs in {args.confirm_dir}", flush=True)
     experiments = []
     for i, f in enumerate(chosen, 1):
         print(f"finalist {i}/{len(chosen)} {f.name}: trial #{f.row.number}, objective "
               f"{objective_text(f.row, review)}, {fmt_int(f.row.params)} params", flush=True)
-        experiments.append(train_seeds(f, args.seeds, args.confirm_dir, args.stop_at_first_miss))
+        experiments.append(train_seeds(f, args.seeds, args.confirm_dir, args.stop_at_first_miss, lanes, threads))
     print()
     print(verdict_table(chosen, experiments, review))
+    # The answer first: what follows writes files, and a failure there must not hide it.
+    for f, e in zip(chosen, experiments):
+        print("\n".join(verdict_lines(f, e, args.confirm_dir)), flush=True)
+    print(flush=True)
     written_by = " ".join(["python sweep/confirm.py", *map(shlex.quote, sys.argv[1:] if argv is None else argv)])
     for f, e in zip(chosen, experiments):
         if not e.confirmed:
@@ -381,10 +504,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         if path is not None:
             print(f"{f.name}: PASS; wrote {path}: python sweep/run.py -m +experiment={f.name} "
                   f"seed={','.join(map(str, args.seeds))}")
-    print(flush=True)
     write_results(args)
-    for f, e in zip(chosen, experiments):
-        print("\n".join(verdict_lines(f, e, args.confirm_dir)), flush=True)
 
 
 def verdict_lines(f: Finalist, e: Experiment, confirm_dir: Path) -> list[str]:
