@@ -14,6 +14,7 @@ Extra overrides go to every run (e.g. data.train_subset=2000 train.epochs=1 for 
 from __future__ import annotations
 
 import argparse
+import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -35,9 +36,9 @@ DEFAULT_SEEDS = "201,202,203"
 
 
 def trial_overrides(storage: str, study: str, number: int) -> list[str]:
-    """A trial's overrides without what only the search used (archsearch/report/confirm.py, searched_only)."""
+    """A trial's overrides without what only the search used (archsearch/workflow/confirm.py, searched_only)."""
     from archsearch.core.errors import ConfigError
-    from archsearch.report.confirm import parse_overrides, searched_only
+    from archsearch.workflow.confirm import parse_overrides, searched_only
     from archsearch.search.storage import load_study, open_readonly
 
     trials = {t.number: t for t in load_study(open_readonly(storage), study, storage).trials}
@@ -50,7 +51,7 @@ def trial_overrides(storage: str, study: str, number: int) -> list[str]:
 def merged(base: list[str], variant: list[str]) -> list[str]:
     """The base's overrides under the variant's: a key the variant sets, or a group it chooses with every key of
     that group, is the variant's."""
-    from archsearch.report.confirm import parse_overrides
+    from archsearch.workflow.confirm import parse_overrides
 
     keys = {o.key_or_group for o in parse_overrides(variant)}
     kept = [o.input_line for o in parse_overrides(base)
@@ -69,7 +70,7 @@ def plan(base: list[str], name: str, variants: list[str], seeds: list[int], out:
 def run_one(run_dir: Path, overrides: list[str]) -> str:
     """Train one run unless it finished; a line saying what happened."""
     from archsearch.core.errors import ConfigError
-    from archsearch.report.confirm import RUN, compared, finished, hydra_value, recorded_overrides, run_reaped
+    from archsearch.workflow.confirm import RUN, compared, finished, hydra_value, pass_on, recorded_overrides
 
     metrics = run_dir / "metrics.json"
     if finished(metrics) is not None:
@@ -78,12 +79,18 @@ def run_one(run_dir: Path, overrides: list[str]) -> str:
             raise ConfigError(f"{run_dir} holds a complete run of other overrides; use another --out or remove it")
         return f"{run_dir}: done already"
     metrics.unlink(missing_ok=True)  # a run that dies before writing one cannot pass for finished
-    done = run_reaped([sys.executable, str(RUN), *overrides, f"hydra.run.dir={hydra_value(str(run_dir))}"])
-    if done.returncode == 130:
+    command = [sys.executable, str(RUN), *overrides, f"hydra.run.dir={hydra_value(str(run_dir))}"]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
+        try:
+            out, err = proc.communicate()
+        except BaseException as e:  # Ctrl-C, SIGTERM: the run records the epoch it reached, then stops
+            pass_on([proc], e)
+            raise
+    if proc.returncode == 130:
         raise KeyboardInterrupt
     if finished(metrics) is None:
-        tail = (done.stderr.strip() or done.stdout.strip() or "no output").splitlines()[-1].removeprefix("error: ")
-        raise ConfigError(f"{run_dir}: python sweep/run.py exited {done.returncode} without finishing: {tail}")
+        tail = (err.strip() or out.strip() or "no output").splitlines()[-1].removeprefix("error: ")
+        raise ConfigError(f"{run_dir}: python sweep/run.py exited {proc.returncode} without finishing: {tail}")
     return f"{run_dir}: trained"
 
 

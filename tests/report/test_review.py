@@ -362,7 +362,7 @@ def test_a_reseeded_trials_further_seeds_are_counted_apart(tmp_path: Path) -> No
 def test_a_trial_short_of_seeds_ranks_after_every_trial_that_holds_them_all(tmp_path: Path) -> None:
     """#1's first seed beats every 2-seed mean, but the budget ran out before its second: it is no finalist and
     no winner on one seed, and says so. #3 was never in the top, so never reseeded: it ranks by its value."""
-    from archsearch.report.confirm import finalists
+    from archsearch.workflow.confirm import finalists
 
     def seeded(val: float, *seed_objectives: float, **attrs) -> dict:
         return done(val, val, 9000, seeds=list(range(1, len(seed_objectives) + 1)),
@@ -383,7 +383,7 @@ def test_a_trial_short_of_seeds_ranks_after_every_trial_that_holds_them_all(tmp_
 
 def test_the_committed_v3_study_names_no_finalist_on_one_seed_of_two() -> None:
     """small6k_v3's #39 ran out of budget before its second seed; its first alone would have ranked second."""
-    from archsearch.report.confirm import finalists
+    from archsearch.workflow.confirm import finalists
 
     url = f"sqlite:///{ROOT / 'results' / 'search_v3.db'}"
     review = review_study(load_study(open_readonly(url), "small6k_v3", url), url, None)
