@@ -20,17 +20,18 @@ sweep: $(VENV)/.installed  ## the main job: the default Optuna sweep, then its b
 	$(PY) sweep/run.py -m $(ARGS)
 	$(PY) sweep/confirm.py --top 1 $(CONFIRM_ARGS)
 
-test: $(VENV)/.installed postgres  ## the default suite (slow tests excluded)
+test: $(VENV)/.installed  ## the default suite (slow tests excluded); needs no root, changes nothing outside the checkout
 	$(PY) -m pytest -m "not slow" $(ARGS)
 
-test-all: $(VENV)/.installed postgres
+test-all: $(VENV)/.installed postgres  ## everything, as CI runs it; installs PostgreSQL where it can
 	$(PY) -m pytest $(ARGS)
 
 gpu-check: $(VENV)/.installed  ## the CUDA tests and GPU timings (needs a CUDA device; a few minutes)
 	PY=$(PY) bash bench/gpu_check.sh
 
-# The PostgreSQL tests start a throw-away cluster and need its binaries. Where they are missing, they are installed
-# if this is root on a system with apt-get; anywhere else those tests skip, saying why (in CI they fail instead).
+# The PostgreSQL tests (all slow) start a throw-away cluster and need its binaries. For test-all, where they are
+# missing, they are installed if this is root on a system with apt-get; anywhere else those tests skip, saying why
+# (in CI they fail instead). make test never installs anything outside the checkout.
 postgres:
 ifeq ($(PG_INITDB),)
 	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
