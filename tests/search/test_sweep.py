@@ -11,7 +11,7 @@ import optuna
 import pytest
 from omegaconf import OmegaConf
 
-from conftest import ROOT, TINY, run_entry
+from conftest import ROOT, TINY, run_entry, run_in_process
 
 STUDY = "t"
 SWEEP = ["-m", "hydra.sweeper.n_trials=2", f"hydra.sweeper.study_name={STUDY}", *TINY]
@@ -181,11 +181,11 @@ def test_time_budget_stops_on_time(tmp_path, mnist):
 
 @pytest.mark.parametrize("bad", ["hydra.sweeper.budget.epochs=0", "hydra.sweeper.budget.minutes=-1",
                                  "hydra.sweeper.budget.epochs=1.5"])
-def test_bad_budget_is_one_line(tmp_path, bad):
-    done = run_entry("run.py", [*SWEEP, bad], cwd=tmp_path)
-    assert done.returncode == 2 and "Traceback" not in done.stderr
+def test_bad_budget_is_one_line(tmp_path, monkeypatch, capsys, bad):
+    code, _, err = run_in_process("run.py", [*SWEEP, bad], tmp_path, monkeypatch, capsys)
+    assert code == 2 and "Traceback" not in err
     key = bad.split("=")[0].removeprefix("hydra.sweeper.")
-    assert done.stderr.strip().count("\n") == 0 and key in done.stderr, done.stderr
+    assert err.strip().count("\n") == 0 and key in err, err
 
 
 @pytest.mark.slow
