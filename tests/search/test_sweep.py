@@ -54,7 +54,18 @@ def test_two_trials_twice_gives_four_distinct_configurations(tmp_path, mnist):
     assert (sweep_dirs[1] / "sweep.log").read_text().count("trial ") >= 2
 
 
-@pytest.mark.slow
+def test_a_duplicate_ask_is_told_fail_and_asked_again_untrained(tmp_path, mnist):
+    # Two configurations, two trials; seed 2's random draws are 0.05, 0.05, 0.1: the second ask repeats the first.
+    space = ["optim.lr=choice(0.05,0.1)", "hydra/sweeper/sampler=random", "hydra.sweeper.sampler.seed=2"]
+    sweep(tmp_path, "hydra.sweeper.params=null", "model=fcfree", "data.val_size=200", *space)
+    trials = load(tmp_path).trials
+    assert [(t.params["optim.lr"], t.user_attrs["status"]) for t in trials] == [
+        (0.05, "complete"), (0.05, "duplicate"), (0.1, "complete")]
+    assert trials[1].state == FAIL and trials[1].user_attrs["reason"] == "same configuration as #0"
+    assert "epochs_trained" not in trials[1].user_attrs and "run_dir" not in trials[1].user_attrs
+
+
+@pytest.mark.slow  # 50 duplicate asks in a row before the space counts as used up: a minute on 2 cores
 def test_a_configuration_the_study_holds_is_never_trained_again(tmp_path, mnist):
     # A space of two configurations and a fixed seed: the third ask can only repeat one of them.
     space = ["optim.lr=choice(0.05,0.1)", "hydra.sweeper.n_trials=3", "hydra/sweeper/sampler=random"]
