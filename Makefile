@@ -10,7 +10,9 @@ PG_INITDB := $(wildcard /usr/lib/postgresql/*/bin/initdb)
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	# compat: the checkout itself on sys.path, where Hydra's plugin scan finds hydra_plugins/archsearch_sweeper
+	# (setuptools' default editable finder hides it from the scan).
+	$(PY) -m pip install -q -e '.[test]' --config-settings editable_mode=compat
 	# The one place the plugin's stale pin (optuna<3) is overridden: its code runs on optuna 5, whose
 	# version pyproject.toml pins; --no-deps keeps pip from downgrading optuna and SQLAlchemy.
 	$(PY) -m pip install -q --no-deps $(OPTUNA_PLUGIN)
