@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 OPTUNA_PLUGIN := hydra-optuna-sweeper==1.3.0
 PG_INITDB := $(wildcard /usr/lib/postgresql/*/bin/initdb)
 
-.PHONY: sweep test test-all gpu-check postgres clean
+.PHONY: sweep test test-all install-check gpu-check postgres clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,18 @@ test: $(VENV)/.installed  ## the default suite (slow tests excluded); needs no r
 
 test-all: $(VENV)/.installed postgres  ## everything, as CI runs it; installs PostgreSQL where it can
 	$(PY) -m pytest $(ARGS)
+
+# The package as users install it: not editable, into a fresh venv (pip's cache makes that quick), from a copy of
+# the tracked files (the build writes build/ into its source); then one tiny epoch from outside the checkout.
+install-check:  ## pip install . into a fresh temp venv and train one tiny epoch from another directory
+	@set -e; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	git ls-files -z | tar --null -T - -cf - | tar -xf - -C "$$tmp" --one-top-level=src; \
+	$(PYTHON) -m venv "$$tmp/venv"; \
+	"$$tmp/venv/bin/python" -m pip install -q "$$tmp/src"; \
+	"$$tmp/venv/bin/python" -m pip install -q --no-deps $(OPTUNA_PLUGIN); \
+	cd "$$tmp" && OMP_NUM_THREADS=1 venv/bin/python -m archsearch data.train_subset=2000 data.test_subset=500 \
+		train.epochs=1 train.progress=false train.checkpoint=false data.root="$$tmp/data"; \
+	test -f "$$tmp"/outputs/runs/*/metrics.json && echo "install-check: the installed package trained from $$tmp"
 
 gpu-check: $(VENV)/.installed  ## the CUDA tests and GPU timings (needs a CUDA device; a few minutes)
 	PY=$(PY) bash bench/gpu_check.sh
