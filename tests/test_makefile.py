@@ -1,4 +1,5 @@
-"""The Makefile's promises about the developer loop: `make test` needs no root and touches nothing outside the checkout."""
+"""The Makefile's promises about the developer loop: `make test` needs no root and touches nothing outside the
+checkout."""
 from __future__ import annotations
 
 import shutil

@@ -63,7 +63,7 @@ def test_bare_loop_uses_the_trainers_memory_layout(threads: int, layout: str, wa
     train.channels_last is null (channels_last with one thread), or the setting when it is given."""
     import torch
 
-    from bench.bench import bare_setup
+    from bench_loops import bare_setup
 
     before = torch.get_num_threads()
     torch.set_num_threads(threads)  # as bench() does from train.threads
@@ -167,7 +167,7 @@ def test_search_bench_reports_bad_input_in_one_line(tmp_path: Path, monkeypatch,
 
 
 def test_median_ranks_a_missing_best_below_every_value() -> None:
-    from bench.bench import median_or_none
+    from bench_search import median_or_none
 
     assert median_or_none([None, 0.99, 0.98]) == 0.98
     assert median_or_none([None, None, 0.99]) is None

@@ -30,7 +30,8 @@ def trials(cwd: Path) -> list[optuna.trial.FrozenTrial]:
 
 
 def test_sigterm_fails_the_running_trial_with_its_reason(tmp_path: Path) -> None:
-    """SIGTERM once the trial's job has started (its run_dir is known): it ends FAIL, saying why, and so does its run."""
+    """SIGTERM once the trial's job has started (its run_dir is known): it ends FAIL, saying why, and so does
+    its run."""
     (tmp_path / "outputs").mkdir()  # so that polling the storage never creates it in the sweep's place
     log = tmp_path / "sweep.log"
     proc = subprocess.Popen([sys.executable, str(ROOT / "sweep" / "run.py"), *SWEEP], cwd=tmp_path,
