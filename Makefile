@@ -4,8 +4,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 OPTUNA_PLUGIN := hydra-optuna-sweeper==1.3.0
 PG_INITDB := $(wildcard /usr/lib/postgresql/*/bin/initdb)
+PLAYWRIGHT := playwright>=1.40
 
-.PHONY: sweep test test-all install-check gpu-check postgres clean
+.PHONY: sweep test test-all install-check gpu-check postgres browser clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,7 +26,7 @@ sweep: $(VENV)/.installed  ## the main job: the default Optuna sweep, then its b
 test: $(VENV)/.installed  ## the default suite (slow tests excluded); needs no root, changes nothing outside the checkout
 	$(PY) -m pytest -m "not slow" $(ARGS)
 
-test-all: $(VENV)/.installed postgres  ## everything, as CI runs it; installs PostgreSQL where it can
+test-all: $(VENV)/.installed postgres browser  ## everything, as CI runs it; installs PostgreSQL and Chromium where it can
 	$(PY) -m pytest $(ARGS)
 
 # The package as users install it: not editable, into a fresh venv (pip's cache makes that quick), from a copy of
@@ -54,6 +55,18 @@ ifeq ($(PG_INITDB),)
 		echo "PostgreSQL's server binaries are missing and need root and apt-get to install: its tests will skip"; \
 	fi
 endif
+
+# The dashboard's browser test drives the system's Chromium with Playwright (its own browser download needs a
+# network this project does not assume). Chromium is installed like PostgreSQL above; Playwright into the venv.
+browser: $(VENV)/.installed
+	@if ! command -v chromium >/dev/null 2>&1; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+		else \
+			echo "Chromium is missing and needs root and apt-get to install: the dashboard's browser test will skip"; \
+		fi; \
+	fi
+	$(PY) -m pip install -q '$(PLAYWRIGHT)'
 
 clean:
 	rm -rf $(VENV) *.egg-info
