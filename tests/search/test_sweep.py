@@ -54,10 +54,12 @@ def test_two_trials_twice_gives_four_distinct_configurations(tmp_path, mnist):
     assert (sweep_dirs[1] / "sweep.log").read_text().count("trial ") >= 2
 
 
-def test_a_duplicate_ask_is_told_fail_and_asked_again_untrained(tmp_path, mnist):
+def test_a_duplicate_ask_is_told_fail_and_asked_again_untrained(tmp_path, mnist, monkeypatch, capsys):
     # Two configurations, two trials; seed 2's random draws are 0.05, 0.05, 0.1: the second ask repeats the first.
     space = ["optim.lr=choice(0.05,0.1)", "hydra/sweeper/sampler=random", "hydra.sweeper.sampler.seed=2"]
-    sweep(tmp_path, "hydra.sweeper.params=null", "model=fcfree", "data.val_size=200", *space)
+    code, _, err = run_in_process("run.py", [*SWEEP, "hydra.sweeper.params=null", "model=fcfree", "data.val_size=200",
+                                             *space], tmp_path, monkeypatch, capsys)
+    assert code == 0, err[-3000:]
     trials = load(tmp_path).trials
     assert [(t.params["optim.lr"], t.user_attrs["status"]) for t in trials] == [
         (0.05, "complete"), (0.05, "duplicate"), (0.1, "complete")]
