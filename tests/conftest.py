@@ -47,13 +47,17 @@ def sigint_as_at_a_terminal() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
+def entry_path(script: str) -> Path:
+    """sweep/<script>, or <folder>/<script> when it names one (bench/bench.py)."""
+    return ROOT / script if "/" in script else ROOT / "sweep" / script
+
+
 def run_entry(script: str, args: list[str], cwd: Path, timeout: float = 300,
               env: dict | None = None) -> subprocess.CompletedProcess:
     """Run `python sweep/<script> args` (or `python <folder>/<script>`, e.g. bench/bench.py) from `cwd` (so
     outputs/ lands there) and capture its output."""
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
-    path = ROOT / script if "/" in script else ROOT / "sweep" / script
-    return subprocess.run([sys.executable, str(path), *args], cwd=cwd, env=full_env,
+    return subprocess.run([sys.executable, str(entry_path(script)), *args], cwd=cwd, env=full_env,
                           capture_output=True, text=True, timeout=timeout)
 
 
@@ -67,16 +71,17 @@ def mnist():
 
 def run_in_process(script: str, args: list[str], cwd: Path, monkeypatch: pytest.MonkeyPatch,
                    capsys: pytest.CaptureFixture) -> tuple[int, str, str]:
-    """`python sweep/<script> args` run in this process, through its real __main__ block: (exit code, stdout,
-    stderr). For the one-line error paths, at a tenth of a fresh interpreter's start-up; what the entry point
-    changes process-wide (signal handlers, HYDRA_FULL_ERROR, Hydra's global state) is put back after."""
+    """`python sweep/<script> args` (or bench/bench.py) run in this process, through its real __main__ block:
+    (exit code, stdout, stderr). For the one-line error paths, at a tenth of a fresh interpreter's start-up; what
+    the entry point changes process-wide (signal handlers, HYDRA_FULL_ERROR, Hydra's global state) is put back
+    after."""
     import runpy
 
     from hydra.core.global_hydra import GlobalHydra
 
     from archsearch.search import signals
 
-    path = ROOT / "sweep" / script
+    path = entry_path(script)
     monkeypatch.chdir(cwd)
     monkeypatch.setattr(sys, "argv", [str(path), *args])
     monkeypatch.setattr(signals, "_at_entry", False)

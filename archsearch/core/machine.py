@@ -7,24 +7,24 @@ from pathlib import Path
 from typing import Any, Optional
 
 
-def _cpuinfo(field: str) -> Optional[str]:
-    """The first value of `field` in /proc/cpuinfo (Linux), if any."""
-    try:
-        return next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                    if line.startswith(field))
-    except (OSError, StopIteration):
-        return None
-
-
 def cpu_name() -> str:
-    """The CPU model ("AMD EPYC"), or what the platform says where there is no /proc/cpuinfo (may be empty)."""
-    return _cpuinfo("model name") or platform.processor()
+    """The CPU model ("AMD EPYC"), or what the platform says where there is no /proc/cpuinfo (may be empty).
+
+    By hand because psutil has no model name."""
+    try:
+        model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                      if line.startswith("model name")), None)
+    except OSError:
+        model = None
+    return model or platform.processor()
 
 
 def cpu_ghz() -> float | None:
-    """The clock /proc/cpuinfo reports (nominal under a hypervisor: boost is not visible), if any."""
-    mhz = _cpuinfo("cpu MHz")
-    return float(mhz) / 1000 if mhz else None
+    """The mean clock psutil reports (nominal under a hypervisor: boost is not visible), if any."""
+    import psutil
+
+    freq = psutil.cpu_freq() if hasattr(psutil, "cpu_freq") else None  # absent on some BSDs
+    return freq.current / 1000 if freq and freq.current else None
 
 
 def machine_info(device: str) -> dict[str, Any]:

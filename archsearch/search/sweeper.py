@@ -119,14 +119,18 @@ class NSGAIIConf:
 
 
 def register() -> None:
-    """Make Hydra know this sweeper and its samplers (archsearch.search.register calls it).
+    """Make Hydra know this sweeper's config and its samplers (archsearch.search.register calls it).
 
-    Hydra finds plugins by scanning the hydra_plugins namespace on sys.path, which misses an editable
-    (pip install -e) install, so the class is registered by hand. The scan also re-imports every plugin
-    module, which would put the plugin's sampler nodes back over these: it runs first (Plugins.instance())."""
-    from hydra_plugins.archsearch_sweeper.archsearch_sweeper import ArchSearchSweeper
+    The plugin class itself (hydra_plugins/archsearch_sweeper) is found by Hydra's scan of the hydra_plugins
+    namespace, in an installed package or a checkout on sys.path (the Makefile's editable install is compat
+    mode for this); it is not imported here, since it imports this module. The scan also re-imports every
+    plugin module, which would put the plugin's sampler nodes back over these: it runs first."""
+    from archsearch.search import SetupError
 
-    Plugins.instance().register(ArchSearchSweeper)
+    if ArchSearchSweeperConf._target_ not in {f"{c.__module__}.{c.__name__}" for c in Plugins.instance().discover()}:
+        raise SetupError("Hydra's plugin scan does not find hydra_plugins.archsearch_sweeper: install the project "
+                         "with `pip install .`, or editable with `pip install -e . --config-settings "
+                         "editable_mode=compat` (make does this)")
     store = ConfigStore.instance()
     store.store(group="hydra/sweeper", name="archsearch", node=ArchSearchSweeperConf, provider="archsearch")
     for name, node in {"tpe": TPEConf, "random": RandomConf, "gp": GPConf, "nsgaii": NSGAIIConf}.items():

@@ -1,5 +1,5 @@
-"""The sweeper as Hydra's plugin discovery needs it: a class defined in the hydra_plugins package. Its logic is
-archsearch/search/sweeper.py; archsearch.search.register() registers it by hand too, for editable installs."""
+"""The sweeper as Hydra's plugin discovery needs it: a class defined in the hydra_plugins package, found by
+Hydra's scan. Its logic is archsearch/search/sweeper.py, which never imports this module."""
 from archsearch.search.sweeper import SweeperLogic
 
 

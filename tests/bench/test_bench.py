@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import DATA, compose, run_entry
+from conftest import DATA, compose, run_entry, run_in_process
 
 TINY = ["data.train_subset=1000", "data.val_size=200", "data.test_subset=200", f"data.root={DATA}"]
 # --search shrunk to almost nothing: 1-epoch trials of TINY (the proxy's 5 epochs lose to these), one thread.
@@ -63,7 +63,7 @@ def test_bare_loop_uses_the_trainers_memory_layout(threads: int, layout: str, wa
     train.channels_last is null (channels_last with one thread), or the setting when it is given."""
     import torch
 
-    from bench.bench import bare_setup
+    from bench_loops import bare_setup
 
     before = torch.get_num_threads()
     torch.set_num_threads(threads)  # as bench() does from train.threads
@@ -89,12 +89,10 @@ def test_launcher_bench_times_a_sweep_under_each_launcher(tmp_path: Path) -> Non
     assert not list(tmp_path.glob("outputs/**/optuna.db"))  # the studies were throw-away
 
 
-def test_launcher_bench_reports_a_bad_override_in_one_line(tmp_path: Path) -> None:
-    done = run_entry("bench/bench.py", ["--launchers", "--trials", "1", "--repeats", "1", "model.dropout=7", *TINY],
-                     cwd=tmp_path)
-    assert done.returncode == 2
-    assert done.stderr.strip() == "error: bench --launchers: the sweep failed: model.dropout=7.0: must be in [0, 1)"
-    assert done.stdout == ""
+def test_launcher_bench_reports_a_bad_override_in_one_line(tmp_path: Path, monkeypatch, capsys) -> None:
+    args = ["--launchers", "--trials", "1", "--repeats", "1", "model.dropout=7", *TINY]
+    assert run_in_process("bench/bench.py", args, tmp_path, monkeypatch, capsys) == (
+        2, "", "error: bench --launchers: the sweep failed: model.dropout=7.0: must be in [0, 1)\n")
 
 
 def search_verdict(stdout: str, budget: int, seeds: int) -> re.Match:
@@ -153,7 +151,7 @@ def test_search_bench_takes_the_median_over_seeds_in_throwaway_studies(tmp_path:
     assert not list(tmp_path.rglob("*.db"))
 
 
-def test_search_bench_reports_bad_input_in_one_line(tmp_path: Path) -> None:
+def test_search_bench_reports_bad_input_in_one_line(tmp_path: Path, monkeypatch, capsys) -> None:
     (tmp_path / "studies").mkdir()
     (tmp_path / "studies" / "bench.db").write_text("")
     cases = {("--budget-epochs", "0"): "error: --budget-epochs=0: must be >= 1",
@@ -163,12 +161,13 @@ def test_search_bench_reports_bad_input_in_one_line(tmp_path: Path) -> None:
              ("--repeats", "1", "model.dropout=7"): "error: bench --search: the sweep failed: model.dropout=7.0: "
                                                     "must be in [0, 1)"}
     for args, error in cases.items():
-        done = run_entry("bench/bench.py", ["--search", *args, *SEARCH_TINY], cwd=tmp_path)
-        assert (done.returncode, done.stderr.strip(), done.stdout) == (2, error, "")
+        code, out, err = run_in_process("bench/bench.py", ["--search", *args, *SEARCH_TINY], tmp_path, monkeypatch,
+                                        capsys)
+        assert (code, err.strip(), out) == (2, error, "")
 
 
 def test_median_ranks_a_missing_best_below_every_value() -> None:
-    from bench.bench import median_or_none
+    from bench_search import median_or_none
 
     assert median_or_none([None, 0.99, 0.98]) == 0.98
     assert median_or_none([None, None, 0.99]) is None

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from conftest import DATA, ROOT, run_entry
 
 TEACHERS = {"fcfree_8k": ROOT / "results/confirm/fcfree_8k/seed_1/model.pt",
             "mnist_20k_v2_t12": ROOT / "results/confirm/mnist_20k_v2_t12/seed_1/model.pt"}
 
 
+@pytest.mark.slow  # a benchmark's report, not a promise of the package: 9 s of the default suite's budget
 def test_targets_flatten_with_t_and_more_so_for_a_label_smoothed_teacher(tmp_path: Path) -> None:
     done = run_entry("bench/teachers.py", [*map(str, TEACHERS.values()), "--images", "256", "--temperature",
                                            "1,2,4", "--data-root", str(DATA)], cwd=tmp_path, timeout=120)

@@ -215,7 +215,7 @@ def test_optimizers_step_all_parameters_at_once_with_the_same_values(optim: list
 
 
 def test_tutorial_model_has_plain_dropout_and_maxpool_and_the_same_parameters() -> None:
-    from bench.bench import tutorial_model
+    from bench_loops import tutorial_model
     from archsearch.core.model import build_model
 
     cfg = compose()

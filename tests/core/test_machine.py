@@ -1,5 +1,6 @@
-"""keep_freed_memory: glibc keeps a freed training-sized block for reuse instead of returning it to the OS,
-train() asks for that, and a malloc setting the user made is left alone."""
+"""The machine's facts (the clock from psutil, the CPU's name), and keep_freed_memory: glibc keeps a freed
+training-sized block for reuse instead of returning it to the OS, train() asks for that, and a malloc setting the
+user made is left alone."""
 from __future__ import annotations
 
 import ctypes
@@ -7,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import pytest
 from conftest import ROOT, SMALL, compose
@@ -71,3 +73,22 @@ def test_train_keeps_freed_memory(monkeypatch) -> None:
     monkeypatch.setattr(archsearch.core.train, "keep_freed_memory", lambda: calls.append(True) or True)
     archsearch.core.train.train(compose([*SMALL, "model=fcfree", "data.train_subset=256", "data.test_subset=64"]))
     assert calls == [True]
+
+
+def test_the_clock_is_psutils_and_none_where_it_reports_none(monkeypatch: pytest.MonkeyPatch) -> None:
+    import psutil
+
+    from archsearch.core.machine import cpu_ghz
+
+    monkeypatch.setattr(psutil, "cpu_freq", lambda: SimpleNamespace(current=3500.0, min=0.0, max=0.0))
+    assert cpu_ghz() == 3.5
+    monkeypatch.setattr(psutil, "cpu_freq", lambda: None)  # where the platform does not say
+    assert cpu_ghz() is None
+
+
+def test_the_cpu_is_named() -> None:
+    from archsearch.core.machine import cpu_name
+
+    assert isinstance(cpu_name(), str)
+    if os.path.exists("/proc/cpuinfo") and "model name" in open("/proc/cpuinfo").read():
+        assert cpu_name() and cpu_name() in open("/proc/cpuinfo").read()

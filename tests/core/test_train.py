@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from conftest import DATA, SMALL, compose, run_entry
+from conftest import DATA, SMALL, compose, run_entry, run_in_process
 from archsearch.core.records import objective_so_far
 from archsearch.core.train import train
 
@@ -43,13 +43,11 @@ def test_run_py_trains_and_writes_metrics_and_checkpoint(tmp_path, mnist):
     assert checkpoint["config"]["model"]["name"] == "baseline" and "conv1.0.weight" in checkpoint["state_dict"]
 
 
-@pytest.mark.slow
-def test_run_py_over_budget_exits_fast_with_the_count(tmp_path):
-    proc = run_entry("run.py", ["model.blocks.0.convs=[64,64,64]"], cwd=tmp_path)
-    assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines()[-1] == (
-        "error: model has 91,162 params; constraints.max_params=20000 requires fewer")
-    assert "Traceback" not in proc.stderr
+def test_run_py_over_budget_exits_fast_with_the_count(tmp_path, monkeypatch, capsys):
+    code, _, err = run_in_process("run.py", ["model.blocks.0.convs=[64,64,64]"], tmp_path, monkeypatch, capsys)
+    assert code == 2
+    assert err.strip().splitlines()[-1] == "error: model has 91,162 params; constraints.max_params=20000 requires fewer"
+    assert "Traceback" not in err
     assert not list((tmp_path / "outputs" / "runs").glob("*"))  # the rejected run leaves no directory
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SMALL, run_entry
+from conftest import SMALL, run_entry, run_in_process
 
 # One real run: fcfree, 1 epoch on 2,000 images, measured on the full 10k test set (data.test_subset=0),
 # so that its metrics.json holds the accuracy that evaluate.py must reproduce.
@@ -30,10 +30,11 @@ def evaluate(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
     return run_entry("evaluate.py", ["--threads", "1", *args], cwd=cwd)
 
 
-def error_lines(done: subprocess.CompletedProcess) -> list[str]:
-    assert done.returncode == 2, (done.returncode, done.stderr[-3000:])
-    assert "Traceback" not in done.stderr, done.stderr[-3000:]
-    return [line for line in done.stderr.splitlines() if line.startswith("error: ")]
+def error_lines(done: subprocess.CompletedProcess | tuple[int, str, str]) -> list[str]:
+    code, _, err = done if isinstance(done, tuple) else (done.returncode, done.stdout, done.stderr)
+    assert code == 2, (code, err[-3000:])
+    assert "Traceback" not in err, err[-3000:]
+    return [line for line in err.splitlines() if line.startswith("error: ")]
 
 
 @pytest.mark.slow
@@ -115,9 +116,10 @@ BAD = {  # how the file is damaged, then a pattern its one line must match after
 
 @pytest.mark.slow
 @pytest.mark.parametrize("kind, pattern", BAD.items(), ids=BAD.keys())
-def test_a_bad_file_is_one_line_naming_it(run_dir: Path, tmp_path: Path, kind: str, pattern: str) -> None:
+def test_a_bad_file_is_one_line_naming_it(run_dir: Path, tmp_path: Path, monkeypatch, capsys, kind: str,
+                                         pattern: str) -> None:
     path = damaged(kind, run_dir, tmp_path)
-    [line] = error_lines(evaluate([str(path)], cwd=tmp_path))
+    [line] = error_lines(run_in_process("evaluate.py", ["--threads", "1", str(path)], tmp_path, monkeypatch, capsys))
     prefix = f"error: {path}: "
     assert line.startswith(prefix) and re.search(pattern, line[len(prefix):]), line
 

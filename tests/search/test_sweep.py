@@ -11,7 +11,7 @@ import optuna
 import pytest
 from omegaconf import OmegaConf
 
-from conftest import ROOT, TINY, run_entry
+from conftest import ROOT, TINY, run_entry, run_in_process
 
 STUDY = "t"
 SWEEP = ["-m", "hydra.sweeper.n_trials=2", f"hydra.sweeper.study_name={STUDY}", *TINY]
@@ -54,7 +54,20 @@ def test_two_trials_twice_gives_four_distinct_configurations(tmp_path, mnist):
     assert (sweep_dirs[1] / "sweep.log").read_text().count("trial ") >= 2
 
 
-@pytest.mark.slow
+def test_a_duplicate_ask_is_told_fail_and_asked_again_untrained(tmp_path, mnist, monkeypatch, capsys):
+    # Two configurations, two trials; seed 2's random draws are 0.05, 0.05, 0.1: the second ask repeats the first.
+    space = ["optim.lr=choice(0.05,0.1)", "hydra/sweeper/sampler=random", "hydra.sweeper.sampler.seed=2"]
+    code, _, err = run_in_process("run.py", [*SWEEP, "hydra.sweeper.params=null", "model=fcfree", "data.val_size=200",
+                                             *space], tmp_path, monkeypatch, capsys)
+    assert code == 0, err[-3000:]
+    trials = load(tmp_path).trials
+    assert [(t.params["optim.lr"], t.user_attrs["status"]) for t in trials] == [
+        (0.05, "complete"), (0.05, "duplicate"), (0.1, "complete")]
+    assert trials[1].state == FAIL and trials[1].user_attrs["reason"] == "same configuration as #0"
+    assert "epochs_trained" not in trials[1].user_attrs and "run_dir" not in trials[1].user_attrs
+
+
+@pytest.mark.slow  # 50 duplicate asks in a row before the space counts as used up: a minute on 2 cores
 def test_a_configuration_the_study_holds_is_never_trained_again(tmp_path, mnist):
     # A space of two configurations and a fixed seed: the third ask can only repeat one of them.
     space = ["optim.lr=choice(0.05,0.1)", "hydra.sweeper.n_trials=3", "hydra/sweeper/sampler=random"]
@@ -181,11 +194,11 @@ def test_time_budget_stops_on_time(tmp_path, mnist):
 
 @pytest.mark.parametrize("bad", ["hydra.sweeper.budget.epochs=0", "hydra.sweeper.budget.minutes=-1",
                                  "hydra.sweeper.budget.epochs=1.5"])
-def test_bad_budget_is_one_line(tmp_path, bad):
-    done = run_entry("run.py", [*SWEEP, bad], cwd=tmp_path)
-    assert done.returncode == 2 and "Traceback" not in done.stderr
+def test_bad_budget_is_one_line(tmp_path, monkeypatch, capsys, bad):
+    code, _, err = run_in_process("run.py", [*SWEEP, bad], tmp_path, monkeypatch, capsys)
+    assert code == 2 and "Traceback" not in err
     key = bad.split("=")[0].removeprefix("hydra.sweeper.")
-    assert done.stderr.strip().count("\n") == 0 and key in done.stderr, done.stderr
+    assert err.strip().count("\n") == 0 and key in err, err
 
 
 @pytest.mark.slow

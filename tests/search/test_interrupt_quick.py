@@ -1,0 +1,58 @@
+"""The default suite's end-to-end check that a signal fails the running trial, saying why: one short sweep, one
+SIGTERM. tests/search/test_interrupt.py has the thorough cases (every signal, launcher and resume), all slow."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+
+from conftest import ROOT, TINY
+
+# One 1-epoch trial on enough images (10k) that it is still training when the signal lands.
+SWEEP = ["-m", "hydra.sweeper.n_trials=1", "hydra.sweeper.study_name=t", *TINY, "data.train_subset=10000"]
+RUNNING, FAIL = optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.FAIL
+
+
+def trials(cwd: Path) -> list[optuna.trial.FrozenTrial]:
+    """The study's trials, or none while the sweep has not created it yet."""
+    try:
+        return optuna.load_study(study_name="t", storage=f"sqlite:///{cwd}/outputs/optuna.db").get_trials()
+    except KeyError:  # no such study yet
+        return []
+
+
+def test_sigterm_fails_the_running_trial_with_its_reason(tmp_path: Path) -> None:
+    """SIGTERM once the trial's job has started (its run_dir is known): it ends FAIL, saying why, and so does
+    its run."""
+    (tmp_path / "outputs").mkdir()  # so that polling the storage never creates it in the sweep's place
+    log = tmp_path / "sweep.log"
+    proc = subprocess.Popen([sys.executable, str(ROOT / "sweep" / "run.py"), *SWEEP], cwd=tmp_path,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"}, stdout=log.open("w"),
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (tmp_path / "outputs" / "optuna.db").exists() or not any(t.state == RUNNING and "run_dir" in
+                                                                              t.user_attrs for t in trials(tmp_path)):
+            assert proc.poll() is None, f"the sweep ended early ({proc.returncode}): {log.read_text()[-3000:]}"
+            assert time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 128 + signal.SIGTERM, log.read_text()[-3000:]
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    [trial] = trials(tmp_path)
+    assert trial.state == FAIL and trial.user_attrs["status"] == "failed", trial.user_attrs
+    assert re.fullmatch(r"terminated \(SIGTERM\) (during epoch 1|before its first epoch)",
+                        trial.user_attrs["reason"]), trial.user_attrs
+    metrics = json.loads((Path(trial.user_attrs["run_dir"]) / "metrics.json").read_text())
+    assert (metrics["status"], metrics["reason"]) == ("failed", trial.user_attrs["reason"])
