@@ -246,6 +246,7 @@ def get_json(url: str) -> dict:
         return json.loads(response.read())
 
 
+@pytest.mark.slow  # starts optuna-dashboard's server
 def test_dashboard_serves_the_study(lab: Path) -> None:
     port = free_port()
     proc = subprocess.Popen([sys.executable, str(ROOT / "sweep" / "review.py"), "--dashboard", "--port", str(port),
@@ -427,6 +428,7 @@ def test_old_storage_names_the_upgrade_command(old_db: tuple[str, subprocess.Com
     assert result.stderr.rstrip().endswith(f"optuna storage upgrade --storage {shlex.quote(url)}")
 
 
+@pytest.mark.slow  # the storage upgrade chain; the quick case above checks the one-line error
 def test_old_storage_in_dashboard_mode(old_db: tuple[str, subprocess.CompletedProcess]) -> None:
     url, _ = old_db
     result = run_entry("review.py", ["--storage", url, "--dashboard", "--port", str(free_port())],
@@ -447,6 +449,7 @@ def upgraded(old_db: tuple[str, subprocess.CompletedProcess]) -> str:
     return url
 
 
+@pytest.mark.slow  # the storage upgrade chain
 def test_upgraded_old_study_reviews_quietly(upgraded: str) -> None:
     cwd = Path(upgraded[len("sqlite:///"):]).parent
     result = run_entry("review.py", ["--storage", upgraded, "--study", "mnist_6k", "--format", "json"], cwd=cwd,

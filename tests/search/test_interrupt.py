@@ -121,6 +121,7 @@ def test_an_interrupted_then_killed_sweep_goes_on_and_loses_nothing(tmp_path: Pa
     assert len(sweep_dirs) == 3  # one timestamped sweep directory per run
 
 
+@pytest.mark.slow  # two sweeps of diverging trials: ~30 s
 def test_diverging_trials_fail_at_once_and_the_sweep_goes_on(tmp_path: Path) -> None:
     # SGD at these LRs with batches of 16 turns the loss to NaN within ~20 steps, so no trial finishes, which
     # is a result, not a crash.
