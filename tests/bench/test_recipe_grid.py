@@ -46,7 +46,7 @@ def test_recipe_refuses_runs_without_a_validation_split(tmp_path: Path) -> None:
 
 
 def test_a_variant_replaces_the_base_keys_and_groups_it_sets() -> None:
-    from bench.recipe_grid import merged
+    from recipe_grid import merged
 
     base = ["model=stages", "sched=onecycle", "sched.pct_start=0.3", "train.batch_size=64", "optim.lr=0.04"]
     assert merged(base, ["train.batch_size=32"]) == [*base[:3], "optim.lr=0.04", "train.batch_size=32"]
@@ -55,7 +55,7 @@ def test_a_variant_replaces_the_base_keys_and_groups_it_sets() -> None:
 
 
 def test_a_study_trial_base_is_its_overrides_without_what_only_the_search_used() -> None:
-    from bench.recipe_grid import plan, trial_overrides
+    from recipe_grid import plan, trial_overrides
     from conftest import ROOT, compose
 
     from archsearch.core.config import validate

@@ -32,7 +32,7 @@ def test_targets_flatten_with_t_and_more_so_for_a_label_smoothed_teacher(tmp_pat
 def test_the_images_are_the_searchs_validation_split_not_the_test_set(mnist) -> None:
     import torch
 
-    from bench.teachers import held_out_images
+    from teachers import held_out_images
     from conftest import compose
 
     from archsearch.core.augment import split
