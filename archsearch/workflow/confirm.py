@@ -255,10 +255,10 @@ def last_text(m: dict[str, Any]) -> str:
 
 
 def auto_lanes(cores: int, seeds: int) -> int:
-    """How many seeds train at once for --lanes auto: 1 lane while cores < 2 * seeds (a lane of one thread is no
-    faster than a share of a sequential run's), else one lane per seed, each with cores // seeds threads. A rule
-    to revisit with the figures of bench/confirm_lanes.py."""
-    return 1 if cores < 2 * seeds else seeds
+    """How many seeds train at once for --lanes auto: as many as there are cores, up to one per seed, each with
+    cores // lanes threads. Nets this small scale poorly with threads: on 2 cores, 3 seeds in 2 one-thread lanes
+    took 81 s against 111 s one after another on two threads (bench/confirm_lanes.py, docs/BENCHMARKS.md)."""
+    return max(1, min(cores, seeds))
 
 
 def lanes_for(text: str, seeds: int, cores: Optional[int] = None) -> int:
