@@ -23,12 +23,15 @@ class PerTrialSeed(optuna.samplers.BaseSampler):
     def __init__(self, make: Callable[[Optional[int]], optuna.samplers.BaseSampler], seed: int) -> None:
         self._make, self._seed = make, seed
         self._sampler = make(seed)
+        self.asking: Optional[int] = None  # the number of the trial being sampled: the storage holds it already
+
 
     @property
     def wrapped(self) -> optuna.samplers.BaseSampler:
         return self._sampler
 
     def before_trial(self, study: Any, trial: Any) -> None:
+        self.asking = trial.number
         self._sampler = self._make(trial_seed(self._seed, trial.number))
         self._sampler.before_trial(study, trial)
 

@@ -325,7 +325,13 @@ class SweeperLogic(Sweeper):
         from archsearch.search.trial import REASON, STATUS, lost_reason, trial_id
 
         for _ in range(MAX_RESAMPLES):
-            trial = study.ask(fixed_distributions=distributions)
+            try:
+                trial = study.ask(fixed_distributions=distributions)
+            except BaseException:  # a stop while the sampler draws: the trial is in the storage, RUNNING
+                asking = getattr(study.sampler, "asking", None)
+                if asking is not None:  # for _fail_unfinished, which only knows the trials in self.ids
+                    self.ids.setdefault(asking, trial_id(storage, self.study_name, asking))
+                raise
             overrides = sorted(self._overrides(trial.params, fixed))
             config_key = self._config_key(overrides)
             same = self._holder(study, trial.number, overrides, config_key)

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import optuna
 import pytest
@@ -56,3 +57,26 @@ def test_sigterm_fails_the_running_trial_with_its_reason(tmp_path: Path) -> None
                         trial.user_attrs["reason"]), trial.user_attrs
     metrics = json.loads((Path(trial.user_attrs["run_dir"]) / "metrics.json").read_text())
     assert (metrics["status"], metrics["reason"]) == ("failed", trial.user_attrs["reason"])
+
+
+def test_a_stop_while_the_sampler_draws_fails_the_trial_it_was_drawing(tmp_path: Path) -> None:
+    """study.ask stores the trial before the sampler draws its values: a stop then must not leave it RUNNING."""
+    from archsearch.search.sampling import PerTrialSeed
+    from archsearch.search.storage import open_storage
+    from hydra_plugins.archsearch_sweeper.archsearch_sweeper import ArchSearchSweeper
+
+    class StoppedWhileDrawing(optuna.samplers.RandomSampler):
+        def sample_independent(self, *args: Any) -> Any:
+            raise KeyboardInterrupt
+
+    storage = open_storage(f"sqlite:///{tmp_path}/optuna.db")
+    study = optuna.create_study(study_name="t", storage=storage,
+                                sampler=PerTrialSeed(lambda seed: StoppedWhileDrawing(seed=seed), 1))
+    sweeper = ArchSearchSweeper.__new__(ArchSearchSweeper)
+    sweeper.ids, sweeper.study_name = {}, "t"
+    with pytest.raises(KeyboardInterrupt):
+        sweeper._ask_new(study, storage, {"optim.lr": optuna.distributions.FloatDistribution(0.01, 0.1)}, {})
+    sweeper._fail_unfinished(study, storage, "interrupted (SIGINT)")
+    [trial] = study.get_trials()
+    assert trial.state == optuna.trial.TrialState.FAIL
+    assert trial.user_attrs["reason"] == "interrupted (SIGINT) before its job started"
