@@ -16,7 +16,7 @@ def register() -> None:
 
     register_schema()
     try:
-        from archsearch.search.sweeper import register as register_sweeper
+        from archsearch.search.sweeper_config import register as register_sweeper
     except ModuleNotFoundError as e:
         if "hydra_optuna_sweeper" not in str(e):
             raise

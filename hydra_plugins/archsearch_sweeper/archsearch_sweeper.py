@@ -4,4 +4,4 @@ from archsearch.search.sweeper import SweeperLogic
 
 
 class ArchSearchSweeper(SweeperLogic):
-    """hydra/sweeper=archsearch (ArchSearchSweeperConf in archsearch/search/sweeper.py)."""
+    """hydra/sweeper=archsearch (ArchSearchSweeperConf in archsearch/search/sweeper_config.py)."""

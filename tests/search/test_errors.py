@@ -224,7 +224,7 @@ def test_heartbeat_grace_from_the_environment(monkeypatch: pytest.MonkeyPatch) -
 def test_preflight_candidates_take_every_choice_and_range_end(params: dict[str, str], expected: list) -> None:
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    from archsearch.search.sweeper import _candidates
+    from archsearch.search.preflight import _candidates
 
     parsed = OverridesParser.create().parse_overrides([f"{k}={v}" for k, v in params.items()])
     assert _candidates(parsed) == expected

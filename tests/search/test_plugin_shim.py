@@ -26,7 +26,8 @@ def test_hydras_scan_finds_the_sweeper() -> None:
     from hydra.plugins.sweeper import Sweeper
 
     from archsearch.search import register
-    from archsearch.search.sweeper import ArchSearchSweeperConf, SweeperLogic
+    from archsearch.search.sweeper import SweeperLogic
+    from archsearch.search.sweeper_config import ArchSearchSweeperConf
 
     register()
     [found] = [c for c in Plugins.instance().discover(Sweeper) if c.__module__.startswith(SHIM)]

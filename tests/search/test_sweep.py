@@ -100,7 +100,7 @@ def test_workers_started_together_ask_different_configurations(tmp_path):
     the same moment would. Seeded per trial, their first asks already differ."""
     from omegaconf import OmegaConf
 
-    from archsearch.search.sweeper import make_sampler
+    from archsearch.search.sweeper_config import make_sampler
     from optuna.distributions import FloatDistribution, IntDistribution
 
     space = {"model.widths.c1": IntDistribution(4, 16, step=2), "optim.lr": FloatDistribution(0.01, 0.3, log=True)}
