@@ -199,7 +199,7 @@ def find_experiments(confirm_dir: Path) -> list[Experiment]:
     paths = sorted(Path(confirm_dir).glob("*/seed_*/metrics.json"))
     if not paths:
         raise ConfigError(f"--confirm-dir={confirm_dir}: no */seed_*/metrics.json there; confirm a configuration "
-                          "first: python sweep/run.py -m +experiment=NAME seed=1,2,3")
+                          "first: python sweep/run.py -m +experiment=NAME seed=101,102,103")
     groups: dict[str, list[Run]] = {}
     for path in paths:
         run = read_run(path)

@@ -77,7 +77,7 @@ def experiment_yaml(row: Row, name: str, review: Review, note: Optional[str] = N
         f"# From study {review.study!r} ({review.storage}), {trial_text(row, review)}.",
         f"# Written by `{written_by}`; the search's",
         "# validation split, data subsets and per-machine settings are dropped. Confirm over seeds:",
-        f"#   python sweep/run.py -m +experiment={name} seed=1,2,3",
+        f"#   python sweep/run.py -m +experiment={name} seed=101,102,103  # seeds no search trains",
     ]
     body = yaml.safe_dump({"defaults": defaults + [{"override /sweep": "none"}], **values},
                           sort_keys=False, default_flow_style=False)

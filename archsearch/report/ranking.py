@@ -14,7 +14,9 @@ T = TypeVar("T")
 
 
 def pareto_front(items: Sequence[T], key: Callable[[T], Sequence[float]]) -> list[T]:
-    """Items that no other item dominates, where key gives scores to maximize."""
+    """Items that no other item dominates, where key gives scores to maximize. Not Optuna's study.best_trials,
+    which is the front of the study's own objectives: the review's front adds params, which a single-objective
+    study does not optimize, and rank() peels several fronts in turn."""
     scores = [list(key(item)) for item in items]
 
     def dominates(a: list[float], b: list[float]) -> bool:

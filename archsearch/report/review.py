@@ -81,7 +81,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     review = review_study(study, args.storage, baseline)
     if args.save_experiment:  # before the plots: a name that is taken fails at once
         path = save_experiment(pick(review, args.trial), args.save_experiment, review, args.experiment_dir)
-        print(f"wrote {path}; confirm: python sweep/run.py -m +experiment={args.save_experiment} seed=1,2,3",
+        print(f"wrote {path}; confirm: python sweep/run.py -m +experiment={args.save_experiment} seed=101,102,103",
               file=sys.stderr)
     out = args.out or Path("outputs") / "review" / args.study
     plots = write_report(review, out, args.top)

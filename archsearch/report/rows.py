@@ -59,7 +59,7 @@ def trial_state(t: Any) -> str:
 
 
 def state_label(t: Any) -> str:
-    """The trial's state in words, with why it ended; a retry of a lost trial (archsearch/search/sweeper.py) says so."""
+    """The trial's state in words, with why it ended; a retry of a lost trial (archsearch/search/asking.py) says so."""
     label = _end_label(t)
     lost = t.system_attrs.get(RETRY_OF)
     return label if lost is None else f"{label}, retry of #{lost}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import shlex
 from datetime import datetime
 from pathlib import Path
@@ -160,7 +161,7 @@ def to_markdown(review: Review, top: int, plots: Optional[dict[str, Optional[str
         parts += [f"The winner is {trial_text(w, review)}. Re-run it:", "", "```bash", rerun_command(w), "```", "",
                   "Confirm it over seeds on the full training set:", "", "```bash",
                   f"python sweep/review.py --study {review.study} --save-experiment NAME",
-                  "python sweep/run.py -m +experiment=NAME seed=1,2,3", "```", ""]
+                  "python sweep/run.py -m +experiment=NAME seed=101,102,103", "```", ""]
     parts += [f"## Leaderboard (top {min(top, len(review.rows))} of {len(review.rows)})", "", md_table(headers, cells),
               "", "Ranked by the objective (mean validation accuracy over the last 3 epochs); pruned and running "
               "trials by their last reported value. Test accuracy is the final epoch's and is never used to rank."]
@@ -207,3 +208,8 @@ def render(review: Review, fmt: str, top: int, plots: dict[str, Optional[str]], 
         return to_markdown(review, top)
     return "\n".join([*summary_lines(review), "", text_table(*table_rows(review, top)), "",
                       *winner_lines(review)]) + "\n"
+
+
+def link(path: Path, out: Path) -> str:
+    """`path` as a markdown file at `out` refers to it."""
+    return Path(os.path.relpath(path, out.parent)).as_posix()

@@ -13,6 +13,7 @@ import pytest
 from conftest import ROOT, run_entry
 from archsearch.report import acceptance as ac
 from archsearch.report import results as rs
+from archsearch.report import searches as ss
 from archsearch.core.errors import StorageError
 from archsearch.core.records import first_epoch_at
 from test_review import MAX_EPOCHS, NEW_TRIALS, TRIALS, done, make_study, trial
@@ -170,7 +171,30 @@ def test_writes_results_md_plot_and_sweep_cost(confirm: Path, tmp_path: Path, ca
     assert "| baseline (documented Net) | 19,642 | 0.98M | no | 20 | 1, 2, 3 |" in text
     assert "| demo | 8 | 3 | 2 | 0 | 1 | 2 | 38 | 80 | 52.5% |" in text  # the review's arithmetic
     assert plot.read_bytes()[:4] == b"\x89PNG"
+    assert "## The frontier" in text and "![the frontier](results/frontier.png)" in text
+    assert plot.with_name("frontier.png").read_bytes()[:4] == b"\x89PNG"
     assert "good: CONFIRMED" in capsys.readouterr().out
+
+
+def test_the_frontier_places_each_experiment_at_its_worst_seed_and_the_public_runs_as_such(
+        experiments: dict[str, ac.Experiment], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from archsearch.report import frontier
+
+    drawn = []
+    real_plot = frontier.pyplot().Axes.plot
+
+    def record(ax, xs, ys, *args, **kwargs):  # what each marker group is drawn at
+        drawn.append((kwargs.get("label"), list(xs), list(ys)))
+        return real_plot(ax, xs, ys, *args, **kwargs)
+
+    monkeypatch.setattr(frontier.pyplot().Axes, "plot", record)
+    frontier.plot_frontier(list(experiments.values()), tmp_path / "frontier.png")
+    by_label = {label: (xs, ys) for label, xs, ys in drawn}
+    good, shaky = experiments["good"], experiments["shaky"]
+    assert by_label["confirmed (3 seeds x last 3 epochs)"] == ([good.first.params], [good.min])
+    assert by_label["tried, not confirmed"] == ([shaky.first.params], [shaky.min])  # the baseline is left out
+    assert by_label["public: one run, its best epoch"] == ([p.params for p in frontier.PUBLIC],
+                                                          [p.accuracy for p in frontier.PUBLIC])
 
 
 def test_section_gives_the_evaluate_command_for_the_shipped_checkpoints(tmp_path: Path) -> None:
@@ -194,7 +218,7 @@ def test_no_runs_is_one_line_error(tmp_path: Path) -> None:
 
 def test_sweep_cost_counts_duplicate_asks_apart_from_the_trials(tmp_path: Path) -> None:
     url = make_study(tmp_path / "optuna.db", "new", NEW_TRIALS)
-    header, _, row = rs.sweep_cost(rs.load_searches([url], ["new"]))[4].splitlines()
+    header, _, row = ss.sweep_cost(ss.load_searches([url], ["new"]))[4].splitlines()
     assert header.startswith("| study | trials | complete | pruned | running | rejected | failed | "
                              "duplicate asks (skipped) |")
     # 5 trials (the duplicate ask is none of them), 5 x 10 epochs; 2 complete trials' wall_time_s of 100 s each
@@ -239,16 +263,16 @@ def queued_study(path: Path, name: str, queued_value: float, run_dir: Path | Non
 def test_each_study_is_read_from_the_storage_that_holds_it(tmp_path: Path) -> None:
     old = make_study(tmp_path / "old.db", "demo", TRIALS)
     new = queued_study(tmp_path / "new.db", "small", 0.9930)
-    searches = rs.load_searches([old, new], ["small", "demo"])
+    searches = ss.load_searches([old, new], ["small", "demo"])
     assert [(s.name, s.storage) for s in searches] == [("small", new), ("demo", old)]
-    header, _, small, demo = rs.sweep_cost(searches)[4].splitlines()
+    header, _, small, demo = ss.sweep_cost(searches)[4].splitlines()
     assert "mnist" not in header and "duplicate" not in header  # no duplicate ask anywhere: no column of zeros
     assert demo.startswith("| demo | 8 | 3 | 2 | 0 | 1 | 2 | 38 | 80 | 52.5% | 5.7 min |")  # 3 x 100 s + 40 s
     assert small.startswith(f"| small | 3 | 2 | 1 | 0 | 0 | 0 | {2 * MAX_EPOCHS + 4} | {3 * MAX_EPOCHS} | 20.0% |")
-    assert "demo from `" + old + "`; small from `" + new + "`" not in rs.sweep_cost(searches)[2]  # in study order
-    assert f"small from `{new}`; demo from `{old}`" in rs.sweep_cost(searches)[2]
+    assert "demo from `" + old + "`; small from `" + new + "`" not in ss.sweep_cost(searches)[2]  # in study order
+    assert f"small from `{new}`; demo from `{old}`" in ss.sweep_cost(searches)[2]
     with pytest.raises(StorageError, match=r"--study='nowhere': no such study in any --storage \(.*old.db has demo;"):
-        rs.load_searches([old, new], ["demo", "nowhere"])
+        ss.load_searches([old, new], ["demo", "nowhere"])
 
 
 def test_a_study_in_no_storage_is_one_line_exit_2(confirm: Path, tmp_path: Path) -> None:
@@ -265,10 +289,10 @@ def test_a_study_in_no_storage_is_one_line_exit_2(confirm: Path, tmp_path: Path)
 def test_hand_queued_trials_are_told_from_their_system_attrs(tmp_path: Path, queued_value: float,
                                                              found_by: str) -> None:
     url = queued_study(tmp_path / "q.db", "q", queued_value)
-    (s,) = rs.load_searches([url], ["q"])
+    (s,) = ss.load_searches([url], ["q"])
     assert s.hand_queued == [0]  # the enqueued trial only: add_trial leaves no fixed_params
     assert s.winner.number == (0 if queued_value > 0.995 else 1) and s.found_by() == found_by
-    _, _, row = rs.searches_section([s], None, tmp_path / "RESULTS.md")[4].splitlines()
+    _, _, row = ss.searches_section([s], None, tmp_path / "RESULTS.md")[4].splitlines()
     assert f"| {found_by} | #0 |" in row
 
 
@@ -277,22 +301,22 @@ def test_machine_and_threads_show_what_the_runs_recorded(tmp_path: Path) -> None
     run.mkdir()
     (run / "metrics.json").write_text(json.dumps({"machine": {"cpu": "Test CPU", "cores": 2, "torch_threads": 1}}))
     url = queued_study(tmp_path / "q.db", "q", 0.9930, run_dir=run)
-    (s,) = rs.load_searches([url], ["q"])
-    assert rs.machine_cell(s) == "Test CPU, 2 cores (1 of 3 trials)"
-    assert rs.threads_cell(s) == "torch_threads=1 (1 of 3 trials); train.threads=1 (2 of 3 trials)"
-    (old,) = rs.load_searches([make_study(tmp_path / "o.db", "o", TRIALS)], ["o"])
-    assert rs.machine_cell(old) == "not recorded (none of the 8 runs' metrics.json here)"
-    assert rs.threads_cell(old) == "not recorded"
+    (s,) = ss.load_searches([url], ["q"])
+    assert ss.machine_cell(s) == "Test CPU, 2 cores (1 of 3 trials)"
+    assert ss.threads_cell(s) == "torch_threads=1 (1 of 3 trials); train.threads=1 (2 of 3 trials)"
+    (old,) = ss.load_searches([make_study(tmp_path / "o.db", "o", TRIALS)], ["o"])
+    assert ss.machine_cell(old) == "not recorded (none of the 8 runs' metrics.json here)"
+    assert ss.threads_cell(old) == "not recorded"
 
 
 def test_best_so_far_follows_the_epochs_trained_in_trial_order(tmp_path: Path) -> None:
-    (s,) = rs.load_searches([make_study(tmp_path / "o.db", "o", TRIALS)], ["o"])
-    xs, ys, records = rs.best_so_far(s)
+    (s,) = ss.load_searches([make_study(tmp_path / "o.db", "o", TRIALS)], ["o"])
+    xs, ys, records = ss.best_so_far(s)
     # epochs per trial: 10, 4 (pruned), 10, 0 (rejected), 2 and 0 (failed), 10, 2 (pruned): the summary's 38
     assert xs == [10, 14, 24, 24, 26, 26, 36, 38]
     assert ys == [0.9930, 0.9930, 0.9950, 0.9950, 0.9950, 0.9950, 0.9950, 0.9950]  # pruned #1's 99.60% never counts
     assert records == [(10, 0.9930, 0), (24, 0.9950, 2)]
-    assert rs.pruning_text(s) == ("2 pruned, at epochs 2-4; most at epoch 2 (1): too few complete trials that "
+    assert ss.pruning_text(s) == ("2 pruned, at epochs 2-4; most at epoch 2 (1): too few complete trials that "
                                   "reported it for a rank correlation")
 
 
@@ -349,14 +373,14 @@ def test_the_winners_network_in_one_line(overrides: list[str], text: str | None)
 # ---------------------------------------------------------------- a section per study with a stated budget
 
 def test_a_study_section_gives_budget_progress_winner_and_each_finalists_seeds(tmp_path: Path) -> None:
-    (s,) = rs.load_searches([make_study(tmp_path / "o.db", "demo", TRIALS)], ["demo"])
+    (s,) = ss.load_searches([make_study(tmp_path / "o.db", "demo", TRIALS)], ["demo"])
     confirm = tmp_path / "confirm"
     for seed in (1, 2, 3):  # #2, the winner, confirms; #6 misses on its first seed and stops there
         write_run(confirm, "demo_t2", seed, 18000, [], [0.9945, 0.9950, 0.9948])
     write_run(confirm, "demo_t6", 1, 9000, [], [0.9941, 0.9938, 0.9942])
     write_run(confirm, "other_t0", 1, 9000, [], [0.9941, 0.9938, 0.9942])  # another study's: not a finalist here
     plot, out = tmp_path / "results" / "best_vs_epochs_demo.png", tmp_path / "RESULTS.md"
-    text = "\n".join(rs.study_section(s, 50, ac.find_experiments(confirm), plot, out))
+    text = "\n".join(ss.study_section(s, 50, ac.find_experiments(confirm), plot, out))
 
     assert text.startswith("## Study demo\n")
     assert ("Fewer than 20,000 params. Budget: 50 trained epochs. Spent: 38 (12 left), over 8 trials: 3 complete, "
@@ -378,9 +402,9 @@ def test_a_study_section_gives_budget_progress_winner_and_each_finalists_seeds(t
 
 
 def test_a_study_section_without_a_confirmed_finalist_says_so(tmp_path: Path) -> None:
-    (s,) = rs.load_searches([make_study(tmp_path / "o.db", "demo", TRIALS)], ["demo"])
+    (s,) = ss.load_searches([make_study(tmp_path / "o.db", "demo", TRIALS)], ["demo"])
     write_run(tmp_path / "confirm", "demo_t6", 1, 9000, [], [0.9941, 0.9938, 0.9942])
-    text = "\n".join(rs.study_section(s, 38, ac.find_experiments(tmp_path / "confirm"), tmp_path / "p.png",
+    text = "\n".join(ss.study_section(s, 38, ac.find_experiments(tmp_path / "confirm"), tmp_path / "p.png",
                                       tmp_path / "RESULTS.md"))
     assert "Spent: 38 (all of it)" in text
     assert "No configuration of this study confirms yet: none within its 38 trained epochs." in text

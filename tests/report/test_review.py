@@ -222,7 +222,7 @@ def saved(review: Review, tmp_path: Path) -> list[str]:
 
 def test_saved_experiment_composes(review: Review, saved: list[str], tmp_path: Path) -> None:
     text = (tmp_path / "experiment" / "best_demo.yaml").read_text()
-    assert text.startswith("# @package _global_") and "python sweep/run.py -m +experiment=best_demo seed=1,2,3" in text
+    assert text.startswith("# @package _global_") and "python sweep/run.py -m +experiment=best_demo seed=101,102,103" in text
     assert "override /sweep: none" in text and "seed_${seed}" in text
     cfg = compose(saved)
     assert (cfg.model.name, cfg.model.widths.c1, cfg.optim.lr, cfg.sched.name, cfg.data.val_size) == (

@@ -1,0 +1,53 @@
+"""The frontier: params against the worst seed's last-3 test accuracy, for every configuration confirmed or tried,
+beside the public single-run results, each at its best epoch. One picture of where the tool stands."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import NamedTuple, Sequence
+
+from archsearch.report.acceptance import BASELINE, LAST, Experiment
+from archsearch.report.plots import accuracy_axis, params_axis, pyplot, reference_lines, save_figure
+
+
+class PublicResult(NamedTuple):
+    name: str
+    params: int
+    accuracy: float  # test accuracy at the best epoch of one run, as reported: not the rule's worst of 3 x 3
+
+
+# The smallest public FC-free MNIST nets at 99.4% and above, as reported (conf/model/stages.yaml, README "Search v3").
+PUBLIC = (PublicResult("public 3.8k (4-4-4|8-8-8|8-8-8)", 3_762, 0.9952),
+          PublicResult("public 4.8k (4-4|8-8|16-16)", 4_838, 0.9942))
+
+
+def plot_frontier(experiments: Sequence[Experiment], path: Path, public: Sequence[PublicResult] = PUBLIC) -> None:
+    """Each experiment at the worst of its seeds' last 3 epochs (filled: confirmed; open: not, with its seed count),
+    and each public result at its one run's best epoch (grey diamonds): the rule the tool holds itself to is
+    the harder of the two."""
+    shown = [e for e in experiments if e.runs and e.first.params and e.min is not None and e.name != BASELINE]
+    fig, ax = pyplot().subplots(figsize=(8, 5))
+    target = experiments[0].first.target
+    accuracy_axis(ax, [e.min for e in shown] + [p.accuracy for p in public], target,
+                  f"test accuracy: the worst seed's minimum over its last {LAST} epochs")
+    for confirmed in (True, False):
+        group = [e for e in shown if e.confirmed == confirmed]
+        if group:
+            ax.plot([e.first.params for e in group], [e.min for e in group], "o", ms=7, ls="none",
+                    color="tab:green" if confirmed else "tab:red", mfc=None if confirmed else "white",
+                    label="confirmed (3 seeds x last 3 epochs)" if confirmed else "tried, not confirmed")
+    for e in shown:
+        ax.annotate(f"{e.name} ({len(e.runs)} seed{'s' if len(e.runs) > 1 else ''})", (e.first.params, e.min),
+                    textcoords="offset points", xytext=(6, 3), fontsize="x-small")
+    if public:
+        ax.plot([p.params for p in public], [p.accuracy for p in public], "D", color="grey", ls="none", mfc="none",
+                label="public: one run, its best epoch")
+        for p in public:
+            ax.annotate(p.name, (p.params, p.accuracy), textcoords="offset points", xytext=(6, -9),
+                        fontsize="x-small", color="grey")
+    reference_lines(ax, target)
+    ax.set_xscale("log")
+    ax.set_xticks([2_000, 4_000, 6_000, 8_000, 10_000, 20_000])
+    params_axis(ax)
+    ax.set_title("The frontier: params against the worst seed (public results: one run, best epoch)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_figure(fig, ax, path)
