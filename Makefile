@@ -20,7 +20,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 sweep: $(VENV)/.installed  ## the main job: the default Optuna sweep, then its best confirmed over 3 seeds; the verdict
-	$(PY) sweep/main.py --confirm "$(CONFIRM_ARGS)" $(ARGS)
+	$(PY) sweep/main.py --confirm="$(CONFIRM_ARGS)" $(ARGS)
 
 test: $(VENV)/.installed  ## the default suite (slow tests excluded); needs no root, changes nothing outside the checkout
 	$(PY) -m pytest -m "not slow" $(ARGS)

@@ -17,7 +17,7 @@ from pathlib import Path
 def main() -> None:
     from archsearch.core.defaults import ROOT
     from archsearch.report.tables import text_table
-    from archsearch.workflow.confirm import Finalist, train_seeds
+    from archsearch.workflow.seeds import Finalist, train_seeds
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--experiment", default="fcfree_8k", help="conf/experiment/NAME (default: %(default)s)")

@@ -6,7 +6,7 @@ Trains every variant (VARIANTS) of the base configuration once per seed, as `pyt
 sweep=none data.val_size=10000 data.split_seed=0 seed=K hydra.run.dir=<out>/<base>/<variant>/seed_K`: 50k
 training images, the 10k that the search holds out for validation, so that `python bench/recipe.py --dir
 <out>/<base>` compares the variants on validation. The default seeds 201-203 are neither the search's (1, 2) nor
-the confirmation's (1-3). A base from a study trial is the trial's overrides without what only the search used
+the confirmation's (101-103). A base from a study trial is the trial's overrides without what only the search used
 (confirm.py's rule); a variant's keys replace the base's (a schedule group, all of its keys). Resumable: a run
 that finished all its epochs with the same overrides is not trained again; one with other overrides is an error.
 --lanes runs that many at once, each with --threads torch threads (two 1-thread lanes share 2 cores).
@@ -38,7 +38,8 @@ DEFAULT_SEEDS = "201,202,203"
 def trial_overrides(storage: str, study: str, number: int) -> list[str]:
     """A trial's overrides without what only the search used (archsearch/workflow/confirm.py, searched_only)."""
     from archsearch.core.errors import ConfigError
-    from archsearch.workflow.confirm import parse_overrides, searched_only
+    from archsearch.workflow.confirm import searched_only
+    from archsearch.workflow.seeds import parse_overrides
     from archsearch.search.storage import load_study, open_readonly
 
     trials = {t.number: t for t in load_study(open_readonly(storage), study, storage).trials}
@@ -51,7 +52,7 @@ def trial_overrides(storage: str, study: str, number: int) -> list[str]:
 def merged(base: list[str], variant: list[str]) -> list[str]:
     """The base's overrides under the variant's: a key the variant sets, or a group it chooses with every key of
     that group, is the variant's."""
-    from archsearch.workflow.confirm import parse_overrides
+    from archsearch.workflow.seeds import parse_overrides
 
     keys = {o.key_or_group for o in parse_overrides(variant)}
     kept = [o.input_line for o in parse_overrides(base)
@@ -67,10 +68,11 @@ def plan(base: list[str], name: str, variants: list[str], seeds: list[int], out:
             for seed in seeds for v in variants]
 
 
-def run_one(run_dir: Path, overrides: list[str]) -> str:
-    """Train one run unless it finished; a line saying what happened."""
+def run_one(run_dir: Path, overrides: list[str], running: list[subprocess.Popen]) -> str:
+    """Train one run unless it finished; a line saying what happened. Its process is in `running` while it trains,
+    for main() to pass a signal on to (a lane's thread never receives one)."""
     from archsearch.core.errors import ConfigError
-    from archsearch.workflow.confirm import RUN, compared, finished, hydra_value, pass_on, recorded_overrides
+    from archsearch.workflow.seeds import RUN, compared, finished, hydra_value, recorded_overrides
 
     metrics = run_dir / "metrics.json"
     if finished(metrics) is not None:
@@ -81,12 +83,12 @@ def run_one(run_dir: Path, overrides: list[str]) -> str:
     metrics.unlink(missing_ok=True)  # a run that dies before writing one cannot pass for finished
     command = [sys.executable, str(RUN), *overrides, f"hydra.run.dir={hydra_value(str(run_dir))}"]
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
+        running.append(proc)
         try:
             out, err = proc.communicate()
-        except BaseException as e:  # Ctrl-C, SIGTERM: the run records the epoch it reached, then stops
-            pass_on([proc], e)
-            raise
-    if proc.returncode == 130:
+        finally:
+            running.remove(proc)
+    if proc.returncode in (129, 130, 143):  # signalled: the grid stops too
         raise KeyboardInterrupt
     if finished(metrics) is None:
         tail = (err.strip() or out.strip() or "no output").splitlines()[-1].removeprefix("error: ")
@@ -136,9 +138,17 @@ def main(argv: list[str] | None = None) -> None:
     runs = plan(base, args.name, args.variants, args.seeds, args.out, extras)
     print(f"{len(runs)} runs of {args.name} ({len(args.variants)} variants x {len(args.seeds)} seeds) in "
           f"{args.out / args.name}, {args.lanes} at a time", flush=True)
+    from archsearch.workflow.seeds import pass_on
+
+    running: list[subprocess.Popen] = []
     with ThreadPoolExecutor(args.lanes) as pool:
-        for line in pool.map(lambda r: run_one(*r), runs):
-            print(f"  {line}", flush=True)
+        try:
+            for line in pool.map(lambda r: run_one(*r, running), runs):
+                print(f"  {line}", flush=True)
+        except BaseException as e:  # Ctrl-C, SIGTERM: each run records the epoch it reached, then stops
+            pool.shutdown(wait=False, cancel_futures=True)
+            pass_on(list(running), e)
+            raise
     print(f"python bench/recipe.py --dir {args.out / args.name}")
 
 

@@ -26,6 +26,7 @@ from archsearch.core.defaults import CONF
 from archsearch.core.errors import EXIT_USER_ERROR, ConfigError
 from archsearch.search.signals import JOBS_GRACE_S
 from archsearch.workflow import confirm
+from archsearch.workflow.seeds import RUN, lanes_for, pass_on
 
 SET_HERE = ("--study", "--storage", "--top", "--trials")  # confirm.py options the main job sets itself
 SEARCH_GRACE_S = 2 * JOBS_GRACE_S  # a stopping search fails its trials in the storage, then its own jobs'
@@ -100,20 +101,21 @@ def job_size(cfg: Any, seeds: int) -> str:
 def run_search(overrides: Sequence[str], seeds: int) -> None:
     """python sweep/run.py -m <overrides>, its output as it comes; a signal here is passed on to it."""
     given = any(o.split("=", 1)[0].lstrip("+") == "hydra.sweeper.budget.confirm_seeds" for o in overrides)
-    command = [sys.executable, str(confirm.RUN), "-m", *overrides,
+    command = [sys.executable, str(RUN), "-m", *overrides,
                *([] if given else [f"hydra.sweeper.budget.confirm_seeds={seeds}"])]
     proc = subprocess.Popen(command, start_new_session=True)  # a signal reaches it once, through this process
     try:
         code = proc.wait()
     except BaseException as e:
-        confirm.pass_on([proc], e, SEARCH_GRACE_S)
+        pass_on([proc], e, SEARCH_GRACE_S)
         raise
     if code == EXIT_USER_ERROR:
         raise SystemExit(code)  # the search said why, in one line
     if code in (129, 130, 143):
         raise SystemExit(code)  # it was signalled by itself; its trials are failed and kept
-    if code != 0:
-        raise ConfigError(f"the search (python sweep/run.py -m ...) exited {code}; nothing confirmed")
+    if code != 0:  # a crash: its own traceback is above; its exit code, not a user error's 2
+        print(f"the search (python sweep/run.py -m ...) exited {code}; nothing confirmed", file=sys.stderr)
+        raise SystemExit(code)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
@@ -123,7 +125,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     confirm_argv = ["--study", str(sweeper.study_name), "--storage", str(sweeper.storage), "--top", "1",
                     *confirm_tokens]
     options = confirm.parse_args(confirm_argv)  # bad options fail now, not after the search
-    confirm.lanes_for(options.lanes, len(options.seeds))
+    lanes_for(options.lanes, len(options.seeds))
     check_budget(cfg)
     print(f"main job: study {sweeper.study_name!r} in {sweeper.storage}: {job_size(cfg, len(options.seeds))}",
           flush=True)

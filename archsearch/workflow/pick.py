@@ -23,10 +23,22 @@ def val_size(row: Any) -> Optional[int]:
         return None
 
 
+def comparable(rows: Sequence[Any]) -> list[Any]:
+    """The complete rows, in their order, that hold as many seeds as the study's most-seeded ones: a value over
+    fewer seeds is never weighed against means over more (archsearch/search/reseed.py)."""
+    from archsearch.search.reseed import seeds_asked, seeds_held
+
+    complete = [r for r in rows if r.state == "complete" and r.objective]
+    attrs = [r.trial.user_attrs if r.trial is not None else {} for r in complete]
+    asked = seeds_asked([(r.objective[0], a) for r, a in zip(complete, attrs)])
+    return [r for r, a in zip(complete, attrs) if (seeds_held(a) or 1) >= asked]
+
+
 def smallest_within_noise(rows: Sequence[Any], n: int) -> list[Any]:
     """The complete trials within one standard error (on n validation images) of the best objective, fewest params
-    first, then fewest MACs, then the higher objective: a winner as good within noise that is cheaper to confirm."""
-    complete = [r for r in rows if r.state == "complete" and r.objective]
+    first, then fewest MACs, then the higher objective: a winner as good within noise that is cheaper to confirm.
+    A maximized objective (validation accuracy); trials short of seeds never count."""
+    complete = comparable(rows)
     if not complete:
         return []
     best = max(r.objective[0] for r in complete)
@@ -36,14 +48,18 @@ def smallest_within_noise(rows: Sequence[Any], n: int) -> list[Any]:
                                        r.macs if r.macs is not None else math.inf, -r.objective[0], r.number))
 
 
-def ordered(rows: Sequence[Any], pick: str) -> list[Any]:
-    """The rows with the rule's choices first, in its order, then the others as they were; `best` keeps them."""
+def ordered(rows: Sequence[Any], pick: str, directions: Sequence[str] = ("maximize",)) -> list[Any]:
+    """The ranked rows with the rule's choices first, in its order, then the others as they were; `best` keeps
+    them."""
     if pick == "best":
         return list(rows)
-    complete = [r for r in rows if r.state == "complete" and r.objective]
+    if list(directions) != ["maximize"]:
+        raise ConfigError(f"--pick={pick}: rules on one maximized objective (validation accuracy); this study's "
+                          f"directions are {list(directions)}; use --pick best")
+    complete = comparable(rows)
     if not complete:
         return list(rows)
-    top = max(complete, key=lambda r: r.objective[0])
+    top = complete[0]  # the ranked winner
     n = val_size(top)
     if n is None:
         raise ConfigError(f"--pick={pick}: trial #{top.number} records no data.val_size, the images its objective "

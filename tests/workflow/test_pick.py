@@ -47,3 +47,19 @@ def test_a_trial_without_its_validation_size_cannot_be_ruled_on() -> None:
                 trial=SimpleNamespace(user_attrs={}))]
     with pytest.raises(ConfigError, match=r"--pick=smallest-within-noise: trial #1 records no data.val_size"):
         ordered(rows, "smallest-within-noise")
+
+
+def test_a_trial_short_of_seeds_neither_sets_the_floor_nor_is_picked() -> None:
+    def seeded(number: int, objective: float, params: int, seeds: int) -> Row:
+        r = row(number, objective, params, 9)
+        r.trial.user_attrs["seed_objectives"] = [objective] * seeds
+        return r
+
+    # ranked as the review ranks them: #9, on one seed of two, after the trials holding both
+    rows = [seeded(1, 0.9930, 17_000, 2), seeded(2, 0.9925, 8_000, 2), seeded(9, 0.9960, 1_000, 1)]
+    assert [r.number for r in ordered(rows, "smallest-within-noise")] == [2, 1, 9]
+
+
+def test_the_rule_refuses_a_study_it_cannot_rank() -> None:
+    with pytest.raises(ConfigError, match=r"--pick=smallest-within-noise: rules on one maximized objective"):
+        ordered([row(1, 0.99, 1, 1)], "smallest-within-noise", ["maximize", "minimize"])
