@@ -249,6 +249,9 @@ def configuration_key(cfg: DictConfig) -> str:
     c["model"] = OmegaConf.to_container(expand(job.model), resolve=True)
     if not distills(job):  # its temperature and weight, or the teacher at weight 0, change nothing
         c["train"]["distill"] = None
+    if c["sched"].get("name") != "linear":  # only the linear schedule reads its factors
+        for unread in ("start_factor", "end_factor"):
+            c["sched"].pop(unread, None)
     for key in (*MACHINE_KEYS, *BOOKKEEPING_KEYS, *LATER_DEFAULTS):
         *parents, leaf = key.split(".")
         node = c

@@ -51,6 +51,8 @@ def check_teacher(cfg: Any) -> None:
     d, path = cfg.data, cfg.train.distill.teacher
     if path is None or not d.val_size:
         return
+    if not Path(path).is_file():
+        raise ConfigError(f"train.distill.teacher={path}: no such file; give a model.pt this tool trained")
     seen = teacher_trained_on(Path(path))
     if seen is None:
         raise ConfigError(f"train.distill.teacher={path}: no metrics.json beside it records which images its run "

@@ -15,7 +15,7 @@ from typing import Any, Optional
 
 from omegaconf import DictConfig
 
-from archsearch.core.errors import BudgetError, ConfigError
+from archsearch.core.errors import BudgetError, ConfigError, DivergedError
 from archsearch.core.model import ModelReport
 from archsearch.core.train import Callbacks, RunResult, train
 from archsearch.search import signals
@@ -176,7 +176,11 @@ def more_seeds(cfg: DictConfig, result: RunResult, out_dir: Optional[Path], link
         seed_dir = None if out_dir is None else out_dir / f"seed_{seed_cfg.seed}"
         log.info(f"in the study's top {cfg.reseed.top}: training seed {seed_cfg.seed} too, in {seed_dir}")
         link.record(**_training_further_seed(seed_cfg.seed))
-        again = train(seed_cfg, seed_dir, FurtherSeedCallbacks(link, seed_cfg.seed))
+        try:
+            again = train(seed_cfg, seed_dir, FurtherSeedCallbacks(link, seed_cfg.seed))
+        except DivergedError as e:  # the configuration's own fault: it stays held, never trained again
+            link.record(**{STATUS: "failed", REASON: f"{e} (seed {seed_cfg.seed})"})
+            raise
         objectives.append(again.objective)
         dirs.append(str(seed_dir))
         epochs += len(again.epochs)

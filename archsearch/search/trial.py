@@ -86,12 +86,16 @@ class TrialLink:
         return self.pruner.prune(self.study, self.storage.get_trial(self.trial_id))
 
     def ahead_of(self, value: float) -> int:
-        """How many other complete trials of the study have a better value than `value` (one objective)."""
+        """How many other complete trials of the study rank ahead of `value` (one objective), as the review ranks
+        them: a trial short of its seeds counts at most as the lowest of those holding them all (search/reseed.py)."""
         import optuna
+
+        from archsearch.search.reseed import rank_keys
 
         sign = 1 if self.study.direction == optuna.study.StudyDirection.MAXIMIZE else -1
         done = self.study.get_trials(deepcopy=False, states=[optuna.trial.TrialState.COMPLETE])
-        return sum(sign * t.value > sign * value for t in done if t.number != self.number)
+        keys = rank_keys([(t.value, t.user_attrs) for t in done if t.number != self.number], sign)
+        return sum(-score > sign * value for score, _ in keys)
 
     def record(self, **attrs: Any) -> None:
         for key, value in attrs.items():
@@ -108,4 +112,7 @@ class TrialLink:
         """Stop the heartbeat, then close the storage it writes to."""
         self._stop.set()
         self._beat.join(timeout=heartbeat_timing()[0])  # a beat waiting on a locked database must not hold up a stop
-        close_storage(self.storage)
+        try:
+            close_storage(self.storage)
+        except Exception as error:  # noqa: BLE001 - in run_job's finally: must never replace the job's own end
+            log.warning(f"trial #{self.number}: could not close its storage: {' '.join(str(error).split())[:200]}")

@@ -131,8 +131,7 @@ def test_options_at_todays_values_keep_the_configuration_key() -> None:
         group, leaf = key.split(".")
         del before[group][leaf]
     assert configuration_key(OmegaConf.create(before)) == configuration_key(cfg)
-    for override in ("model.block=conv_bn_relu", "data.aug_p=0.5", "train.objective_rule=min",
-                     "sched.end_factor=0.1"):
+    for override in ("model.block=conv_bn_relu", "data.aug_p=0.5", "train.objective_rule=min"):
         assert configuration_key(compose(["model=stages", "sched=onecycle", override])) != configuration_key(cfg)
 
 
@@ -147,3 +146,12 @@ def test_the_committed_trials_keep_their_stored_configuration_key() -> None:
     assert len(stored) == 6
     for t in stored:
         assert configuration_key(compose(t.user_attrs["overrides"])) == t.user_attrs["config_key"], t.number
+
+
+def test_the_linear_schedules_factors_change_the_key_only_under_the_linear_schedule() -> None:
+    onecycle = ["model=fcfree", "sched=onecycle"]
+    assert (configuration_key(compose([*onecycle, "sched.start_factor=0.1"]))
+            == configuration_key(compose(onecycle)))  # OneCycle reads no factor: the same training
+    linear = ["model=fcfree", "sched=linear"]
+    assert (configuration_key(compose([*linear, "sched.start_factor=0.1"]))
+            != configuration_key(compose(linear)))

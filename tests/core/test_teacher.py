@@ -48,7 +48,7 @@ def test_a_teacher_that_trained_on_the_validation_images_is_refused(teacher: Pat
     val, _ = split_indices(cfg.data.split_seed, cfg.data.val_size, cfg.data.train_subset)
     _, taught = split_indices(0, 200, 1000)
     overlap = len(set(val.tolist()) & set(taught.tolist()))
-    assert overlap == (seen or overlap) and overlap > 0, why
+    assert overlap > 0 and (seen is None or overlap == seen), why
     with pytest.raises(ConfigError) as refused:
         train(cfg)
     d = cfg.data
@@ -63,11 +63,18 @@ def test_a_teacher_on_all_images_is_refused_at_any_weight_and_allowed_without_a_
     (tmp_path / "metrics.json").write_text(json.dumps({"config": {"data": {
         "split_seed": 0, "val_size": 0, "train_subset": 0}}}))
     named = tmp_path / "model.pt"
+    named.write_bytes(b"")  # only its metrics.json is read before any data
     for weight in ("0.5", "0"):
         with pytest.raises(ConfigError, match=r"trained on 10,000 of this run's 10,000 validation images"):
             check_teacher(compose([f"train.distill.teacher={named}", f"train.distill.weight={weight}",
                                    "data.val_size=10000"]))
     check_teacher(compose([f"train.distill.teacher={named}", "data.val_size=0"]))  # a confirmation run
+
+
+def test_a_missing_teacher_is_named_as_missing(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere" / "model.pt"
+    with pytest.raises(ConfigError, match=rf"^train.distill.teacher={missing}: no such file; "):
+        check_teacher(compose([f"train.distill.teacher={missing}", "train.distill.weight=0", "data.val_size=200"]))
 
 
 def test_a_teacher_without_a_record_of_its_images_is_refused(teacher: Path, tmp_path: Path) -> None:

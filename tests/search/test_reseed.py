@@ -162,3 +162,30 @@ def test_the_sweepers_best_is_never_a_trial_short_of_seeds(tmp_path: Path) -> No
     sweeper = ArchSearchSweeper.__new__(ArchSearchSweeper)
     sweeper.directions = ["maximize"]
     assert sweeper._best(study).number == 2  # #1's value is its first seed's alone: 1 of 2 seeds
+
+
+def test_a_further_seed_that_diverges_fails_the_trial_as_diverged(tmp_path, monkeypatch) -> None:
+    from archsearch.core.errors import DivergedError
+
+    storage, study, link, first = first_seed_done(tmp_path)
+
+    def diverging(cfg: Any, out_dir: Any, callbacks: Any) -> Any:
+        raise DivergedError("diverged: loss nan at epoch 1")
+
+    monkeypatch.setattr(job, "train", diverging)
+    with pytest.raises(DivergedError):
+        job.more_seeds(reseed_cfg(), first, tmp_path / "run", link)
+    attrs = storage.get_trial(link.trial_id).user_attrs
+    # "diverged..." is what makes the configuration held (asking.py, _holder): it is never trained again
+    assert attrs["status"] == "failed" and attrs["reason"] == "diverged: loss nan at epoch 1 (seed 2)"
+
+
+def test_whether_a_trial_is_in_the_top_counts_a_trial_short_of_seeds_as_the_review_ranks_it() -> None:
+    study = optuna.create_study(direction="maximize")
+    dist = {"x": optuna.distributions.FloatDistribution(0, 1)}
+    for value, seeds in ((0.990, [0.990, 0.990]), (0.995, [0.995])):  # #1 holds one seed of two
+        study.add_trial(optuna.trial.create_trial(value=value, params={"x": 0.5}, distributions=dist,
+                                                  user_attrs={"seed_objectives": seeds}))
+    link = SimpleNamespace(study=study, number=99)
+    assert TrialLink.ahead_of(link, 0.992) == 0  # #1 ranks as #0's 0.990, behind 0.992
+    assert TrialLink.ahead_of(link, 0.989) == 2
