@@ -21,8 +21,7 @@ def committed_studies() -> list[tuple[str, str]]:
     """(storage, study) of the studies this repository keeps."""
     return [("sqlite:///results/search.db", "small6k"), ("sqlite:///results/search.db", "tiny4k"),
             ("sqlite:///results/search_v3.db", "small6k_v3"), ("sqlite:///results/search_v3.db", "tiny4k_v3"),
-            ("sqlite:///results/optuna.db", "mnist_20k_v2"),
-            *((f"sqlite:///{db}", "mnist_20k_v2") for db in sorted(Path("results/make_sweep").glob("*/optuna.db")))]
+            *((f"sqlite:///{db}", "mnist_20k_v2") for db in sorted(Path("results/make_sweep").glob("**/optuna.db")))]
 
 
 def seed_minima(trial: Any) -> list[float]:
@@ -114,12 +113,21 @@ def main() -> None:
     p.add_argument("--confirm-dir", type=Path, default=Path("results/confirm"))
     args = p.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    bad = next((s for s in args.study if "::" not in s), None)
+    if bad is not None:
+        from archsearch.core.errors import ConfigError
+
+        raise ConfigError(f"--study={bad!r}: give STORAGE::NAME, e.g. sqlite:///results/search.db::small6k")
     studies = [tuple(s.rsplit("::", 1)) for s in args.study] or committed_studies()
     for storage, study in studies:
         rows = ranked(storage, study)
-        if rows is not None:
+        if rows is None:
+            print(f"{study} ({storage}): not there, skipped\n")
+        else:
             report(storage, study, rows, args.confirm_dir)
 
 
 if __name__ == "__main__":
-    main()
+    from archsearch.cli import report_errors
+
+    report_errors(main)

@@ -37,16 +37,12 @@ def target_softness(path: Path, temperatures: list[float], images: Any) -> list[
 
 
 def held_out_images(root: str, n: int, val_size: int, split_seed: int) -> Any:
-    """The first n validation images of the search's split (archsearch/core/augment.py, split), as uint8."""
-    from omegaconf import OmegaConf
-
-    from archsearch.core.augment import split
-    from archsearch.core.config import DataConfig
+    """The first n validation images of the search's split (archsearch/core/provenance.py, split_indices), as uint8."""
     from archsearch.core.data import load_mnist
+    from archsearch.core.provenance import split_indices
 
-    cfg = OmegaConf.create({"data": OmegaConf.structured(DataConfig(root=root, val_size=val_size,
-                                                                    split_seed=split_seed))})
-    return split(cfg, load_mnist(root), "cpu")["val"][0][:n]
+    val, _ = split_indices(split_seed, val_size, 0)
+    return load_mnist(root).train_images[val[:n]]
 
 
 def main() -> None:
