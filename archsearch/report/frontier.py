@@ -35,7 +35,8 @@ def plot_frontier(experiments: Sequence[Experiment], path: Path, public: Sequenc
             ax.plot([e.first.params for e in group], [e.min for e in group], "o", ms=7, ls="none",
                     color="tab:green" if confirmed else "tab:red", mfc=None if confirmed else "white",
                     label="confirmed (3 seeds x last 3 epochs)" if confirmed else "tried, not confirmed")
-    for e in shown:
+    closest = sorted((e for e in shown if not e.confirmed), key=lambda e: -e.min)[:3]
+    for e in (e for e in shown if e.confirmed or e in closest):  # names for the few that matter: the rest crowd
         ax.annotate(f"{e.name} ({len(e.runs)} seed{'s' if len(e.runs) > 1 else ''})", (e.first.params, e.min),
                     textcoords="offset points", xytext=(6, 3), fontsize="x-small")
     if public:
@@ -47,6 +48,7 @@ def plot_frontier(experiments: Sequence[Experiment], path: Path, public: Sequenc
     reference_lines(ax, target)
     ax.set_xscale("log")
     ax.set_xticks([2_000, 4_000, 6_000, 8_000, 10_000, 20_000])
+    ax.xaxis.set_minor_formatter("")  # the log axis's own minor labels (3x10^3) would crowd these
     params_axis(ax)
     ax.set_title("The frontier: params against the worst seed (public results: one run, best epoch)")
     path.parent.mkdir(parents=True, exist_ok=True)
