@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from archsearch.report.ranking import Review
-from archsearch.report.rows import BASELINE_LABEL, param_keys
+from archsearch.report.rows import BASELINE_LABEL, Row, param_keys
 from archsearch.report.tables import fmt_int, objective_text
 
 CURVES = 5  # top trials in curves.png: more lines are unreadable
@@ -68,27 +68,44 @@ def save_figure(fig: Any, ax: Any, path: Path) -> None:
     pyplot().close(fig)
 
 
+def _first(r: Row) -> Optional[float]:
+    return r.objective[0] if r.objective else None
+
+
 def plot_history(review: Review, path: Path) -> Optional[str]:
-    """The objective of each complete trial and the best so far, by trial number: Optuna's own plot, of the study
-    read from its storage (a copy in memory would number its trials anew)."""
-    from optuna.visualization.matplotlib import plot_optimization_history
-
-    from archsearch.search.storage import load_study, open_readonly
-
-    if not any(r.state == "complete" and r.objective for r in review.rows):
-        return "no trial has completed yet"
-    study = load_study(open_readonly(review.storage), review.study, review.storage)
-    several = len(review.directions) > 1  # Optuna plots one objective: the first, without a best-so-far line
-    pyplot()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # Optuna's ExperimentalWarning
-        ax = plot_optimization_history(study, target=(lambda t: t.values[0]) if several else None,
-                                       target_name=review.objective_names[0])
-    if review.objective_names[0] == "val_acc":
-        reference_lines(ax, review.target)
-    ax.set_title(f"Optimization history: study {review.study} (complete trials)")
-    ax.figure.savefig(path, dpi=120, bbox_inches="tight")
-    pyplot().close(ax.figure)
+    """Objective per trial: complete ones with the best so far, pruned/running faded at their last value,
+    rejected and failed ones marked. Not Optuna's plot_optimization_history, which draws complete trials only, and
+    whose matplotlib version (Optuna 5.1) indexes its values by trial number as a list position: a study with
+    gaps in its numbers (tests/data/optuna-2.10.db, pruned by hand) raises IndexError."""
+    done = sorted((r for r in review.rows if r.state == "complete" and r.objective), key=lambda r: r.number)
+    partial = [r for r in review.rows if r.state in ("pruned", "running") and r.objective]
+    if not done and not partial:
+        return "no trial has reported a value yet"
+    fig, ax = pyplot().subplots(figsize=(8, 4.5))
+    name, sign = review.objective_names[0], 1 if review.directions[0] == "maximize" else -1
+    if name == "val_acc":
+        accuracy_axis(ax, [_first(r) for r in done], review.target, "val acc (mean of last 3 epochs)",
+                      above=[_first(r) for r in partial])
+    else:
+        ax.set_ylabel(name)
+    if partial:
+        ax.scatter([r.number for r in partial], [_first(r) for r in partial], color="grey", alpha=0.35,
+                   label=below_axis(ax, "pruned / running: last value", [_first(r) for r in partial]))
+    if done:
+        ax.scatter([r.number for r in done], [_first(r) for r in done], color="tab:blue",
+                   label=below_axis(ax, "complete", [_first(r) for r in done]))
+        best = [_first(done[0])]
+        for r in done[1:]:
+            best.append(_first(r) if sign * _first(r) > sign * best[-1] else best[-1])
+        ax.step([r.number for r in done], best, where="post", color="tab:orange", label="best so far")
+    numbers = [r.number for r in review.rows if r.state in ("rejected", "failed")]
+    if numbers:  # at the foot of the axes: they have no value
+        ax.plot(numbers, [0.03] * len(numbers), "x", color="tab:red", mfc="none", ls="none",
+                transform=ax.get_xaxis_transform(), label="rejected / failed")
+    ax.xaxis.set_major_locator(_integer_locator())
+    ax.set_xlabel("trial number")
+    ax.set_title(f"Optimization history: study {review.study}")
+    save_figure(fig, ax, path)
     return None
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import optuna
 import pytest
 
-from conftest import DATA, TINY, run_entry
+from conftest import DATA, ROOT, TINY, run_entry
 
 SEARCH = ["hydra.sweeper.n_trials=2", *TINY, "train.epochs=1"]
 # The confirmation shrunk to seconds; 1 epoch and 1 seed: NOT CONFIRMED, whatever the accuracy.
@@ -38,7 +38,7 @@ def test_one_command_searches_then_confirms_its_own_best(tmp_path: Path) -> None
                 if t.state == optuna.trial.TrialState.COMPLETE), key=lambda t: (t.value, -t.number))
     out = result.stdout
     assert out.index("main job: study 't'") < out.index("main job: the search is done")
-    assert f"study 't' (sqlite:///outputs/optuna.db): 1 finalist(s)" in out
+    assert "study 't' (sqlite:///outputs/optuna.db): 1 finalist(s)" in out
     assert verdict(result).startswith(f"NOT CONFIRMED: t_t{best.number}, ")
     assert (tmp_path / "outputs" / "confirm" / f"t_t{best.number}" / "seed_101" / "metrics.json").is_file()
     lrs = [t.params["optim.lr"] for t in optuna.load_study(study_name="t", storage=f"sqlite:///{tmp_path}/outputs/"
@@ -60,8 +60,9 @@ def test_the_same_seed_gives_the_same_trials_and_verdict_in_two_places(tmp_path:
 
 @pytest.mark.slow
 def test_sweep_small_confirms_the_small_study(tmp_path: Path) -> None:
-    result = main_job(tmp_path, "sweep=small", "train.distill.weight=0",  # its teacher off: it is being replaced
-                      "hydra.sweeper.reseed.top=0", *SEARCH, timeout=600)
+    teacher = ROOT / "results" / "teachers" / "fcfree_8k_50k" / "seed_1" / "model.pt"  # named from the root
+    result = main_job(tmp_path, "sweep=small", f"train.distill.teacher={teacher}", "train.distill.weight=0",
+                      "hydra.sweeper.reseed.top=0", *SEARCH, timeout=600)  # no teacher loaded: a quicker trial
     assert result.returncode == 0, result.stderr[-3000:]
     assert "study 'small6k_v3' (sqlite:///outputs/optuna.db): 1 finalist(s)" in result.stdout
     assert verdict(result).startswith("NOT CONFIRMED: small6k_v3_t")
