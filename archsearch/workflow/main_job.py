@@ -32,8 +32,8 @@ SET_HERE = ("--study", "--storage", "--top", "--trials")  # confirm.py options t
 SEARCH_GRACE_S = 2 * JOBS_GRACE_S  # a stopping search fails its trials in the storage, then its own jobs'
 
 
-def parse_args(argv: Optional[Sequence[str]] = None) -> tuple[argparse.Namespace, argparse.Namespace]:
-    """(the main job's arguments, confirm.py's), both checked before anything runs."""
+def parse_args(argv: Optional[Sequence[str]] = None) -> tuple[argparse.Namespace, list[str]]:
+    """(the main job's arguments, confirm.py's as tokens); main() checks those too before anything runs."""
     p = confirm.Parser(description="Search, then confirm the search's best over seeds: the verdict in one command.")
     p.add_argument("--confirm", default="", help="confirm.py's options and training overrides, as one string "
                    "(e.g. \"--lanes auto --seeds 101,102,103\"); not --study, --storage, --top, --trials")
