@@ -6,6 +6,7 @@ import json
 import os
 import re
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -23,11 +24,17 @@ RUNNING, FAIL = optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.FAIL
 
 
 def trials(cwd: Path) -> list[optuna.trial.FrozenTrial]:
-    """The study's trials, or none while the sweep has not created it yet."""
+    """The study's trials, or none while the sweep has not created it yet. Opening the storage creates its
+    tables when any is missing: opened while the sweep is creating them, both would, and one would fail. So
+    the storage is opened only once its schema is whole (its version is recorded last) and the study is in."""
+    db = cwd / "outputs" / "optuna.db"
     try:
-        return optuna.load_study(study_name="t", storage=f"sqlite:///{cwd}/outputs/optuna.db").get_trials()
-    except KeyError:  # no such study yet
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as read_only:
+            ready = (read_only.execute("SELECT count(*) FROM alembic_version").fetchone()[0] and
+                     read_only.execute("SELECT count(*) FROM studies WHERE study_name = 't'").fetchone()[0])
+    except sqlite3.OperationalError:  # no file, or a table not created yet
         return []
+    return optuna.load_study(study_name="t", storage=f"sqlite:///{db}").get_trials() if ready else []
 
 
 def test_sigterm_fails_the_running_trial_with_its_reason(tmp_path: Path) -> None:
@@ -40,8 +47,7 @@ def test_sigterm_fails_the_running_trial_with_its_reason(tmp_path: Path) -> None
                             stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.monotonic() + 120
-        while not (tmp_path / "outputs" / "optuna.db").exists() or not any(t.state == RUNNING and "run_dir" in
-                                                                              t.user_attrs for t in trials(tmp_path)):
+        while not any(t.state == RUNNING and "run_dir" in t.user_attrs for t in trials(tmp_path)):
             assert proc.poll() is None, f"the sweep ended early ({proc.returncode}): {log.read_text()[-3000:]}"
             assert time.monotonic() < deadline, log.read_text()[-3000:]
             time.sleep(0.05)
