@@ -34,7 +34,7 @@ EXPLODED_LOSS = 1e4  # cross-entropy starts near 2.3; a loss this large never co
 @dataclass
 class RunResult:
     status: str  # complete | pruned | failed
-    report: ModelReport
+    report: Optional[ModelReport]  # None until the model is built
     epochs: list[dict[str, Any]] = field(default_factory=list)
     objective: Any = None  # float, tuple for several objectives, None without a validation split
     reason: Optional[str] = None  # why it ended early (pruned or failed)
@@ -183,21 +183,20 @@ def train(cfg: DictConfig, out_dir: Optional[Path] = None, callbacks: Optional[C
     that diverges raises DivergedError after saying so in metrics.json; Ctrl-C or a signal (a KeyboardInterrupt)
     is recorded with the epoch reached, then goes on up."""
     callbacks = callbacks or Callbacks()
-    report = None
-    try:
-        validate(cfg)
-        check_teacher(cfg)
-        import torch
+    run = _Run(cfg, out_dir, callbacks, RunResult("complete", None))
+    try:  # a signal during the set-up (torch's import takes seconds) is recorded as one before the first epoch
+        try:
+            validate(cfg)
+            check_teacher(cfg)
+            import torch
 
-        torch.manual_seed(cfg.seed)
-        model, report = build_model(cfg.model)  # after seeding: the initial weights follow cfg.seed
-        check_constraints(report, cfg.constraints)
-    except (ConfigError, BudgetError) as e:
-        callbacks.rejected(str(e), report)
-        raise
-    callbacks.accounted(report)
-    run = _Run(cfg, out_dir, callbacks, RunResult("complete", report))
-    try:
+            torch.manual_seed(cfg.seed)
+            model, run.result.report = build_model(cfg.model)  # after seeding: the initial weights follow cfg.seed
+            check_constraints(run.result.report, cfg.constraints)
+        except (ConfigError, BudgetError) as e:
+            callbacks.rejected(str(e), run.result.report)
+            raise
+        callbacks.accounted(run.result.report)
         return run.train(model)
     except KeyboardInterrupt as e:
         run.stopped(e)
@@ -362,7 +361,7 @@ def _write(cfg: DictConfig, result: RunResult, out_dir: Optional[Path], model: A
     out_dir.mkdir(parents=True, exist_ok=True)
     metrics = {
         **summary,
-        **result.report.as_dict(),
+        **(result.report.as_dict() if result.report else {}),  # none when stopped before the model was built
         "trained_on": trained_on(cfg.data),
         "teacher": result.teacher,
         "best_epoch": best,

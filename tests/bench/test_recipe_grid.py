@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from conftest import TINY, run_entry
+import pytest
+
+from conftest import TINY, run_entry, run_in_process
 
 SHRUNK = [t for t in TINY if not t.startswith("train.threads")]
 
 
-def test_grid_trains_each_variant_and_seed_once_and_recipe_compares_them_on_validation(tmp_path: Path) -> None:
+def test_grid_trains_each_variant_and_seed_once_and_recipe_compares_them_on_validation(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
     args = ["+experiment=fcfree_5k", "--variants", "today,conv_bn_relu", "--seeds", "201", "--out", "grid",
             "--lanes", "2", "--threads", "1", *SHRUNK]
     done = run_entry("bench/recipe_grid.py", args, cwd=tmp_path, timeout=300)
@@ -24,16 +27,16 @@ def test_grid_trains_each_variant_and_seed_once_and_recipe_compares_them_on_vali
         assert m["config"]["model"]["block"] == ("conv_relu_bn" if variant == "today" else variant)
     assert runs["today"]["params"] == runs["conv_bn_relu"]["params"]
 
-    again = run_entry("bench/recipe_grid.py", args, cwd=tmp_path, timeout=120)
-    assert again.returncode == 0, again.stderr
-    assert again.stdout.count("done already") == 2 and "trained" not in again.stdout
+    code, out, err = run_in_process("bench/recipe_grid.py", args, tmp_path, monkeypatch, capsys)  # again
+    assert code == 0, err
+    assert out.count("done already") == 2 and "trained" not in out
 
-    table = run_entry("bench/recipe.py", ["--dir", "grid/fcfree_5k"], cwd=tmp_path, timeout=60)
-    assert table.returncode == 0, table.stderr
-    assert "200 images held out of the training set (split_seed 0)" in table.stdout
+    code, table, err = run_in_process("bench/recipe.py", ["--dir", "grid/fcfree_5k"], tmp_path, monkeypatch, capsys)
+    assert code == 0, err
+    assert "200 images held out of the training set (split_seed 0)" in table
     for variant, m in runs.items():
         last = " / ".join(f"{a:.2%}" for a in m["val_acc_per_epoch"][-3:])
-        assert f"| {variant} | {variant} | 201 | 1 | {last} |" in table.stdout
+        assert f"| {variant} | {variant} | 201 | 1 | {last} |" in table
 
 
 def test_recipe_refuses_runs_without_a_validation_split(tmp_path: Path) -> None:

@@ -120,3 +120,26 @@ def test_the_distillation_loss_mixes_cross_entropy_and_the_softened_kl():
         cfg = compose([f"train.distill.weight={weight}", "train.distill.temperature=4"])
         torch.testing.assert_close(training_loss(cfg, teacher)(logits, labels, inputs), expected)
     torch.testing.assert_close(training_loss(compose([]), None)(logits, labels, inputs), ce)
+
+
+def test_a_signal_during_the_set_up_is_recorded_as_one_before_the_first_epoch(tmp_path, monkeypatch):
+    """A signal can land before the loop starts (torch's first import takes seconds): the run still says why it
+    stopped, in metrics.json and to its caller, as one in the loop does."""
+    from archsearch.core import train as core_train
+
+    def interrupted_while_building(*_):
+        raise KeyboardInterrupt
+
+    class Told(core_train.Callbacks):
+        reason = None
+
+        def interrupted(self, reason):
+            self.reason = reason
+
+    monkeypatch.setattr(core_train, "build_model", interrupted_while_building)
+    told = Told()
+    with pytest.raises(KeyboardInterrupt):
+        train(compose(SMALL), tmp_path, told)
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert (metrics["status"], metrics["reason"], metrics["epochs"]) == ("failed", told.reason, [])
+    assert told.reason.endswith("before its first epoch")

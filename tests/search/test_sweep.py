@@ -29,7 +29,14 @@ def sweep(tmp_path, *extra):
     return proc
 
 
-def test_two_trials_twice_gives_four_distinct_configurations(tmp_path, mnist):
+def sweep_here(tmp_path, monkeypatch, capsys, *extra) -> str:
+    """sweep(), in this process (a fresh interpreter's start-up saved): its stdout."""
+    code, out, err = run_in_process("run.py", [*SWEEP, *extra], tmp_path, monkeypatch, capsys)
+    assert code == 0, err[-3000:]
+    return out
+
+
+def test_two_trials_twice_gives_four_distinct_configurations(tmp_path, mnist, monkeypatch, capsys):
     first = sweep(tmp_path)
     study = load(tmp_path)
     assert len(study.trials) == 2 and study.direction == optuna.study.StudyDirection.MAXIMIZE
@@ -42,8 +49,8 @@ def test_two_trials_twice_gives_four_distinct_configurations(tmp_path, mnist):
     assert "Sweep stopped: n_trials reached (2/2)" in first.stdout
     assert "python sweep/confirm.py --study t" in first.stdout
 
-    second = sweep(tmp_path)  # the same command continues the study: new trial numbers, so new draws
-    assert "TPESampler seeded per trial from 1234" in second.stdout
+    second = sweep_here(tmp_path, monkeypatch, capsys)  # the same command continues the study: new trial numbers,
+    assert "TPESampler seeded per trial from 1234" in second  # so new draws
     study = load(tmp_path)
     assert [t.number for t in study.trials] == list(range(4))
     assert len({tuple(t.params.items()) for t in study.trials}) == 4
@@ -247,8 +254,9 @@ def test_two_parameter_sets_that_build_the_same_net_are_one_configuration(tmp_pa
     assert "every configuration tried was already in the study" in done.stdout
 
 
-def test_a_trial_in_the_top_trains_more_seeds_and_is_told_their_mean(tmp_path, mnist):
-    sweep(tmp_path, "hydra.sweeper.reseed.top=1", "hydra.sweeper.reseed.seeds=2", "train.checkpoint=true")
+def test_a_trial_in_the_top_trains_more_seeds_and_is_told_their_mean(tmp_path, mnist, monkeypatch, capsys):
+    sweep_here(tmp_path, monkeypatch, capsys, "hydra.sweeper.reseed.top=1", "hydra.sweeper.reseed.seeds=2",
+               "train.checkpoint=true")
     first, second = load(tmp_path).trials
     assert first.user_attrs["seeds"] == [1, 2] and first.user_attrs["epochs_trained"] == 2  # the first is the top
     assert first.value == pytest.approx(sum(first.user_attrs["seed_objectives"]) / 2)
@@ -262,10 +270,10 @@ def test_a_trial_in_the_top_trains_more_seeds_and_is_told_their_mean(tmp_path, m
         assert second.value <= first.value and second.user_attrs["epochs_trained"] == 1
 
 
-def test_a_first_seed_below_the_floor_trains_no_more_seeds(tmp_path, mnist):
+def test_a_first_seed_below_the_floor_trains_no_more_seeds(tmp_path, mnist, monkeypatch, capsys):
     """Early in a study every complete trial is in the top; reseed.min_objective keeps the poor ones at one seed."""
-    sweep(tmp_path, "hydra.sweeper.reseed.top=1", "hydra.sweeper.reseed.seeds=2", "hydra.sweeper.n_trials=1",
-          "hydra.sweeper.reseed.min_objective=0.9999")
+    sweep_here(tmp_path, monkeypatch, capsys, "hydra.sweeper.reseed.top=1", "hydra.sweeper.reseed.seeds=2",
+               "hydra.sweeper.n_trials=1", "hydra.sweeper.reseed.min_objective=0.9999")
     [only] = load(tmp_path).trials
     assert only.value < 0.9999 and "seeds" not in only.user_attrs and only.user_attrs["epochs_trained"] == 1
 

@@ -162,7 +162,8 @@ def test_passing_finalist_is_saved_as_a_confirmed_experiment(lab: Path, tmp_path
 
 
 def test_stop_at_first_miss_trains_no_seed_after_one_that_misses(lab: Path, tmp_path: Path) -> None:
-    """QUICK's 2 epochs are fewer than the rule's last 3, so seed 101 misses: seeds 102 and 103 are never trained."""
+    """QUICK's 2 epochs are fewer than the rule's last 3, so seed 101 misses: seeds 102 and 103 are never trained.
+    Then the verdict is printed even where the results cannot be written."""
     args = ["--study", "t", "--top", "1", "--seeds", "101,102,103", "--stop-at-first-miss", "--lanes", "1",
             "--confirm-dir", str(tmp_path / "c"), "--experiment-dir", str(tmp_path / "e"), "--results", "none", *QUICK]
     result = run_entry("confirm.py", args, cwd=lab, timeout=120)
@@ -173,6 +174,14 @@ def test_stop_at_first_miss_trains_no_seed_after_one_that_misses(lab: Path, tmp_
     assert (f"  {name}: seed 101 trained 2 epochs, fewer than 3, so it cannot pass; seed(s) 102, 103 not run "
             "(--stop-at-first-miss)") in result.stdout
     assert f"NOT CONFIRMED: {name}" in result.stdout and ", 1 seeds; worst seed 101" in result.stdout
+
+    # Again, where RESULTS.md cannot be written: seed 101 is done already, and the verdict is printed all the same
+    (tmp_path / "blocked").write_text("a file, so no directory can be made under it")
+    blocked = ["--results", str(tmp_path / "blocked" / "RESULTS.md")]
+    again = run_entry("confirm.py", ["--study", "t", "--top", "1", "--seeds", "101", "--confirm-dir",
+                                     str(tmp_path / "c"), *blocked, *QUICK], cwd=lab, timeout=60)
+    assert again.returncode != 0 and "done already" in again.stdout
+    assert f"NOT CONFIRMED: {name}, " in again.stdout, again.stdout
 
 
 def test_trials_names_the_finalists_by_number(lab: Path) -> None:
@@ -340,14 +349,3 @@ def test_two_lanes_train_the_same_seeds_as_one(lab: Path, tmp_path: Path) -> Non
         assert one[seed]["config"]["train"]["threads"] == two[seed]["config"]["train"]["threads"] == 1
 
 
-def test_the_verdict_is_printed_even_when_the_results_cannot_be_written(failed: tuple[Path, str, Any],
-                                                                        tmp_path: Path) -> None:
-    lab, name, _ = failed
-    confirm = tmp_path / "confirm"
-    shutil.copytree(lab / "outputs" / "confirm", confirm)  # the finished seeds: nothing trains again
-    (tmp_path / "blocked").write_text("a file, so no directory can be made under it")
-    result = run_entry("confirm.py", ["--study", "t", "--top", "1", "--seeds", "101,102", "--confirm-dir",
-                                      str(confirm), "--results", str(tmp_path / "blocked" / "RESULTS.md"), *QUICK],
-                       cwd=lab, timeout=60)
-    assert result.returncode != 0 and "done already" in result.stdout
-    assert f"NOT CONFIRMED: {name}, " in result.stdout, result.stdout

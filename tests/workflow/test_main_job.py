@@ -92,6 +92,7 @@ def test_bad_input_is_one_line_before_the_search(tmp_path: Path, overrides: list
     assert not (tmp_path / "outputs").exists()  # nothing searched
 
 
+@pytest.mark.slow  # confirm.py's own test has the same line (tests/workflow/test_confirm.py); this one, its way through
 def test_a_search_with_no_complete_trial_is_one_line(tmp_path: Path) -> None:
     """A deadline that ends the only trial before it completes: nothing to confirm."""
     result = main_job(tmp_path, "hydra.sweeper.study_name=t", *SEARCH, "hydra.sweeper.n_trials=1", "train.epochs=3",
