@@ -153,8 +153,8 @@ def reseeds(cfg: DictConfig, status: str, objective: Any, link: Any) -> bool:
 
 def more_seeds(cfg: DictConfig, result: RunResult, out_dir: Optional[Path], link: Any) -> None:
     """Train seeds cfg.seed + 1, ... of the trial in <run dir>/seed_<k>, then make its objective its seeds'
-    objectives combined by train.objective_rule (mean; min: the worst seed). A seed that would overrun the sweep's budget is not started; the trial keeps the seeds it has,
-    saying why."""
+    objectives combined by train.objective_rule (mean; min: the worst seed). A seed that would overrun the sweep's
+    budget is not started; the trial keeps the seeds it has, saying why."""
     from archsearch.core.records import combine
     from archsearch.search.reseed import TRAINING_SEED
     from archsearch.search.trial import REASON, STATUS

@@ -1,9 +1,9 @@
 """What reseeding (hydra.sweeper.reseed) records on a trial, and how a study that reseeds ranks its trials.
 
 A reseeded trial's value combines its seeds by train.objective_rule, the mean or the worst (archsearch/search/job.py,
-more_seeds). A trial the reseed
-reached but that holds fewer seeds than the study's reseeded trials (the budget ran out, say) has a value over
-fewer seeds: it is never ranked among the means over all of them, but right after the last of them."""
+more_seeds). A trial the reseed reached but that holds fewer seeds than the study's reseeded trials (the budget ran
+out, say) has a value over fewer seeds: it is never ranked among the values over all of them, but right after the
+last of them."""
 from __future__ import annotations
 
 from typing import Any, Mapping, Optional, Sequence

@@ -217,12 +217,12 @@ def test_samplers_run(tmp_path, mnist, sampler):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("sweep_name,directions", [("small", ["maximize"]), ("tiny", ["maximize"]),
-                                                   ("small_v2", ["maximize"]), ("tiny_v2", ["maximize"]),
-                                                   ("pareto", ["maximize", "minimize"])])
+@pytest.mark.parametrize("sweep_name,directions", [("small", ["maximize"]), ("small_v3", ["maximize"]),
+                                                   ("tiny", ["maximize"]), ("small_v2", ["maximize"]),
+                                                   ("tiny_v2", ["maximize"]), ("pareto", ["maximize", "minimize"])])
 def test_ready_sweeps_run(tmp_path, mnist, sweep_name, directions):
     teacher = [f"train.distill.teacher={ROOT}/results/teachers/fcfree_8k_50k/seed_1/model.pt"] if sweep_name in (
-        "small", "tiny") else []  # the sweeps name it relative to the repository root
+        "small_v3", "tiny") else []  # the sweeps name it relative to the repository root
     sweep(tmp_path, f"sweep={sweep_name}", f"hydra.sweeper.study_name={STUDY}", "data.val_size=200", *teacher)
     study = load(tmp_path)
     assert [d.name.lower() for d in study.directions] == directions
