@@ -28,9 +28,10 @@ def test_objective_is_the_mean_of_the_last_three_val_epochs():
     assert objective_so_far([{"val_acc": None}]) is None  # no validation split, no objective
 
 
-def test_run_py_trains_and_writes_metrics_and_checkpoint(tmp_path, mnist):
-    proc = run_entry("run.py", [*SMALL, "train.checkpoint=true", "data.val_size=200"], cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr
+def test_run_py_trains_and_writes_metrics_and_checkpoint(tmp_path, mnist, monkeypatch, capsys):
+    code, _, err = run_in_process("run.py", [*SMALL, "train.checkpoint=true", "data.val_size=200"], tmp_path,
+                                  monkeypatch, capsys)
+    assert code == 0, err
     (run_dir,) = (tmp_path / "outputs" / "runs").iterdir()
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["params"] == 19_642 and metrics["fc_free"] is False

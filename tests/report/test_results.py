@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, run_entry
+from conftest import ROOT, run_entry, run_in_process
 from archsearch.report import acceptance as ac
 from archsearch.report import results as rs
 from archsearch.report import searches as ss
@@ -275,13 +275,14 @@ def test_each_study_is_read_from_the_storage_that_holds_it(tmp_path: Path) -> No
         ss.load_searches([old, new], ["demo", "nowhere"])
 
 
-def test_a_study_in_no_storage_is_one_line_exit_2(confirm: Path, tmp_path: Path) -> None:
+def test_a_study_in_no_storage_is_one_line_exit_2(confirm: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                  capsys: pytest.CaptureFixture) -> None:
     url = make_study(tmp_path / "a.db", "demo", TRIALS)
     args = ["--confirm-dir", str(confirm), "--out", str(tmp_path / "R.md"), "--storage", url, "--study", "demo",
             "--study", "gone"]
-    result = run_entry("results.py", args, cwd=tmp_path, timeout=120)
-    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
-    assert "--study='gone': no such study in any --storage" in result.stderr and not (tmp_path / "R.md").exists()
+    code, _, err = run_in_process("results.py", args, tmp_path, monkeypatch, capsys)
+    assert code == 2 and err.count("\n") == 1, err
+    assert "--study='gone': no such study in any --storage" in err and not (tmp_path / "R.md").exists()
 
 
 @pytest.mark.parametrize("queued_value, found_by", [(0.9960, "hand-queued starting point"),
@@ -420,9 +421,10 @@ def test_budget_gives_a_study_its_own_section_and_plot(confirm: Path, tmp_path: 
 
 
 @pytest.mark.parametrize("budget", ["gone=40", "demo=forty", "demo=0", "demo"])
-def test_a_bad_budget_is_one_line_exit_2(tmp_path: Path, budget: str) -> None:
+def test_a_bad_budget_is_one_line_exit_2(tmp_path: Path, budget: str, monkeypatch: pytest.MonkeyPatch,
+                                         capsys: pytest.CaptureFixture) -> None:
     args = ["--confirm-dir", str(tmp_path), "--out", str(tmp_path / "R.md"), "--study", "demo", "--budget", budget]
-    result = run_entry("results.py", args, cwd=tmp_path, timeout=120)
-    assert result.returncode == 2 and f"--budget={budget!r}: want STUDY=EPOCHS" in result.stderr
-    assert "a study named by --study (demo) and a whole number of trained epochs >= 1" in result.stderr
+    code, _, err = run_in_process("results.py", args, tmp_path, monkeypatch, capsys)
+    assert code == 2 and f"--budget={budget!r}: want STUDY=EPOCHS" in err
+    assert "a study named by --study (demo) and a whole number of trained epochs >= 1" in err
     assert not (tmp_path / "R.md").exists()

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, SMALL, compose, free_port, run_entry, sigint_as_at_a_terminal
+from conftest import ROOT, SMALL, compose, free_port, run_entry, run_in_process, sigint_as_at_a_terminal
 from archsearch.report import review as review_cli
 from archsearch.core.errors import ConfigError
 from archsearch.report.experiment import pick, save_experiment
@@ -205,11 +205,12 @@ def test_importances_skipped_without_two_complete_trials(tmp_path: Path) -> None
     (["--study", "nope"], "--study='nope': no such study in sqlite:///outputs/optuna.db (studies there: demo, empty)"),
     (["--study", "empty"], "--study='empty' in sqlite:///outputs/optuna.db has no trials yet"),
 ])
-def test_cli_errors_are_one_line(lab: Path, args: list[str], message: str) -> None:
-    result = run_entry("review.py", args, cwd=lab, timeout=60)
-    assert result.returncode == 2, result.stderr
-    assert result.stderr.startswith("error: ") and message in result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+def test_cli_errors_are_one_line(lab: Path, args: list[str], message: str, monkeypatch: pytest.MonkeyPatch,
+                                 capsys: pytest.CaptureFixture) -> None:
+    code, _, err = run_in_process("review.py", args, lab, monkeypatch, capsys)
+    assert code == 2, err
+    assert err.startswith("error: ") and message in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert not (lab / "missing").exists()  # a missing sqlite file is never created
 
 

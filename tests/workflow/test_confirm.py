@@ -24,6 +24,13 @@ from archsearch.report.rows import Row
 QUICK = ["data.train_subset=500", "data.test_subset=200", f"data.root={DATA}", "train.threads=1", "train.epochs=2"]
 
 
+def confirm_here(args: list[str], cwd: Path, monkeypatch: pytest.MonkeyPatch,
+                 capsys: pytest.CaptureFixture) -> subprocess.CompletedProcess:
+    """confirm.py run in this process (conftest.run_in_process), as run_entry's result."""
+    code, out, err = run_in_process("confirm.py", args, cwd, monkeypatch, capsys)
+    return subprocess.CompletedProcess(args, code, out, err)
+
+
 def one_line_error(result: subprocess.CompletedProcess, *says: str) -> None:
     assert result.returncode == 2, result.stdout + result.stderr
     assert result.stderr.startswith("error: ") and len(result.stderr.strip().splitlines()) == 1, result.stderr
@@ -293,16 +300,18 @@ def storages(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (["--study", "nocomplete", "--pick", "cheapest"], ["--pick", "invalid choice: 'cheapest'"]),
     (["--top", "1"], ["--study='mnist_20k_v2': no such study in sqlite:///outputs/optuna.db"]),  # the default
 ])
-def test_bad_input_is_one_line(storages: Path, args: list[str], says: list[str]) -> None:
-    one_line_error(run_entry("confirm.py", args, cwd=storages, timeout=60), *says)
+def test_bad_input_is_one_line(storages: Path, args: list[str], says: list[str], monkeypatch: pytest.MonkeyPatch,
+                               capsys: pytest.CaptureFixture) -> None:
+    one_line_error(confirm_here(args, storages, monkeypatch, capsys), *says)
     assert not (storages / "missing.db").exists() and not (storages / "outputs" / "confirm").exists()
 
 
 @pytest.mark.parametrize("seeds, says", [("1", "trained seed(s) 1 in the search"),
                                          ("101,1,2", "trained seed(s) 1 in the search")])
-def test_seeds_the_search_trained_are_refused(lab: Path, tmp_path: Path, seeds: str, says: str) -> None:
-    result = run_entry("confirm.py", ["--study", "t", "--top", "1", "--seeds", seeds, "--confirm-dir",
-                                      str(tmp_path / "c"), *QUICK], cwd=lab, timeout=60)
+def test_seeds_the_search_trained_are_refused(lab: Path, tmp_path: Path, seeds: str, says: str,
+                                              monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    result = confirm_here(["--study", "t", "--top", "1", "--seeds", seeds, "--confirm-dir", str(tmp_path / "c"),
+                           *QUICK], lab, monkeypatch, capsys)
     one_line_error(result, f"--seeds={seeds}: trial #{best_trial(lab)}", says, "e.g. 101,102,103")
     assert not (tmp_path / "c").exists()
 
