@@ -306,13 +306,17 @@ class _Run:
 
     def stopped(self, e: BaseException) -> None:
         """Say why the run stopped in its metrics.json, then tell the caller. In that order: a sweeper that waits
-        for its jobs to fail their trials (archsearch/search/signals.py, jobs_elsewhere) then finds both."""
+        for its jobs to fail their trials (archsearch/search/signals.py, jobs_elsewhere) then finds both. Stopped
+        before its model was built, a run has no accounting to record: it writes no metrics.json (its directory
+        stays incomplete, and a resume trains it again), and its caller is told all the same."""
         where = f"during epoch {self.epoch}" if self.epoch else "before its first epoch"
         reason = f"{self.callbacks.describe_interrupt(e)} {where}"
         log.warning(f"stopped: {reason}")
         self.result.status, self.result.reason = "failed", reason
         try:
-            _write(self.cfg, self.result, self.out_dir, None, time.perf_counter() - self.started, None, reason=reason)
+            if self.result.report is not None:
+                _write(self.cfg, self.result, self.out_dir, None, time.perf_counter() - self.started, None,
+                       reason=reason)
         except Exception as error:  # noqa: BLE001 - the signal may have landed anywhere; never hide it
             log.warning(f"could not write metrics.json: {error}")
         self.callbacks.interrupted(reason)
@@ -361,7 +365,7 @@ def _write(cfg: DictConfig, result: RunResult, out_dir: Optional[Path], model: A
     out_dir.mkdir(parents=True, exist_ok=True)
     metrics = {
         **summary,
-        **(result.report.as_dict() if result.report else {}),  # none when stopped before the model was built
+        **result.report.as_dict(),
         "trained_on": trained_on(cfg.data),
         "teacher": result.teacher,
         "best_epoch": best,

@@ -123,12 +123,14 @@ def test_the_distillation_loss_mixes_cross_entropy_and_the_softened_kl():
     torch.testing.assert_close(training_loss(compose([]), None)(logits, labels, inputs), ce)
 
 
-def test_a_signal_during_the_set_up_is_recorded_as_one_before_the_first_epoch(tmp_path, monkeypatch):
-    """A signal can land before the loop starts (torch's first import takes seconds): the run still says why it
-    stopped, in metrics.json and to its caller, as one in the loop does."""
+@pytest.mark.parametrize("where", ["build_model", "accounted"])
+def test_a_signal_during_the_set_up_is_told_as_one_before_the_first_epoch(tmp_path, monkeypatch, where):
+    """A signal can land before the loop starts (torch's first import takes seconds): the caller is told why the
+    run stopped, as for one in the loop. Once the model is built, metrics.json says so too, with its accounting;
+    before, there is no accounting to write, and the run directory stays incomplete."""
     from archsearch.core import train as core_train
 
-    def interrupted_while_building(*_):
+    def interrupted(*_):
         raise KeyboardInterrupt
 
     class Told(core_train.Callbacks):
@@ -137,10 +139,17 @@ def test_a_signal_during_the_set_up_is_recorded_as_one_before_the_first_epoch(tm
         def interrupted(self, reason):
             self.reason = reason
 
-    monkeypatch.setattr(core_train, "build_model", interrupted_while_building)
     told = Told()
+    if where == "build_model":
+        monkeypatch.setattr(core_train, "build_model", interrupted)
+    else:
+        monkeypatch.setattr(told, "accounted", interrupted)
     with pytest.raises(KeyboardInterrupt):
         train(compose(SMALL), tmp_path, told)
-    metrics = json.loads((tmp_path / "metrics.json").read_text())
-    assert (metrics["status"], metrics["reason"], metrics["epochs"]) == ("failed", told.reason, [])
     assert told.reason.endswith("before its first epoch")
+    if where == "build_model":
+        assert not (tmp_path / "metrics.json").exists()
+    else:
+        metrics = json.loads((tmp_path / "metrics.json").read_text())
+        assert (metrics["status"], metrics["reason"], metrics["epochs"]) == ("failed", told.reason, [])
+        assert metrics["params"] == 19_642  # the documented Net, as built

@@ -38,8 +38,7 @@ def trials(cwd: Path) -> list[optuna.trial.FrozenTrial]:
 
 
 def test_sigterm_fails_the_running_trial_with_its_reason(tmp_path: Path) -> None:
-    """SIGTERM once the trial's job has started (its run_dir is known): it ends FAIL, saying why, and so does
-    its run."""
+    """SIGTERM once the trial's model is built: it ends FAIL, saying why, and so does its run."""
     (tmp_path / "outputs").mkdir()  # so that polling the storage never creates it in the sweep's place
     log = tmp_path / "sweep.log"
     proc = subprocess.Popen([sys.executable, str(ROOT / "sweep" / "run.py"), *SWEEP], cwd=tmp_path,
@@ -47,7 +46,8 @@ def test_sigterm_fails_the_running_trial_with_its_reason(tmp_path: Path) -> None
                             stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.monotonic() + 120
-        while not any(t.state == RUNNING and "run_dir" in t.user_attrs for t in trials(tmp_path)):
+        # once its model is built (its accounting recorded): from then on the run has a metrics.json to write
+        while not any(t.state == RUNNING and "n_params" in t.user_attrs for t in trials(tmp_path)):
             assert proc.poll() is None, f"the sweep ended early ({proc.returncode}): {log.read_text()[-3000:]}"
             assert time.monotonic() < deadline, log.read_text()[-3000:]
             time.sleep(0.05)
