@@ -84,7 +84,7 @@ def plot_history(review: Review, path: Path) -> Optional[str]:
     fig, ax = pyplot().subplots(figsize=(8, 4.5))
     name, sign = review.objective_names[0], 1 if review.directions[0] == "maximize" else -1
     if name == "val_acc":
-        accuracy_axis(ax, [_first(r) for r in done], review.target, "val acc (mean of last 3 epochs)",
+        accuracy_axis(ax, [_first(r) for r in done], review.target, f"val acc ({review.objective_label})",
                       above=[_first(r) for r in partial])
     else:
         ax.set_ylabel(name)
@@ -127,7 +127,7 @@ def plot_acc_vs_params(review: Review, path: Path) -> Optional[str]:
     ref = review.baseline if review.baseline and review.baseline.params and review.baseline.test_acc else None
     tested = [r for r in done if r.test_acc is not None]
     accuracy_axis(ax, [acc(r) for r in done] + [r.test_acc for r in tested] + ([ref.test_acc] if ref else []),
-                  review.target, "validation objective (mean of the last 3 epochs)", above=[acc(r) for r in pruned])
+                  review.target, f"validation objective ({review.objective_label})", above=[acc(r) for r in pruned])
     if pruned:
         ax.scatter([r.params for r in pruned], [acc(r) for r in pruned], color="grey", alpha=0.3,
                    label=below_axis(ax, "pruned (last value)", [acc(r) for r in pruned]))
@@ -223,7 +223,7 @@ def plot_intermediate(review: Review, path: Path) -> Optional[str]:
         ax = plot_intermediate_values(_in_memory(review, ("complete", "pruned")))
     values = [v for r in review.rows if r.trial is not None for v in r.trial.intermediate_values.values()]
     if review.objective_names[0] == "val_acc":
-        accuracy_axis(ax, values, review.target, "val_acc so far: mean of the last 3 epochs (the pruner's view)")
+        accuracy_axis(ax, values, review.target, f"val_acc so far: {review.objective_label} (the pruner's view)")
     ax.set_xlabel(f"epoch (study {review.study}: complete and pruned trials)")
     if ax.get_legend() is not None:
         ax.get_legend().remove()  # a line per trial: their numbers would fill the figure

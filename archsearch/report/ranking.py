@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional, Sequence, TypeVar
 
 from archsearch.core.defaults import assignment
+from archsearch.core.records import OBJECTIVE_EPOCHS
 from archsearch.report.rows import BASELINE_LABEL, STATES, Row, as_number, metrics_row, read_metrics, trial_row
 from archsearch.search.reseed import rank_keys, seeds_asked, short_of_seeds
 
@@ -74,6 +75,21 @@ class Review:
         if "val_acc" not in self.objective_names or not row.objective:
             return None
         return row.objective[self.objective_names.index("val_acc")]
+
+    @property
+    def objective_rule(self) -> str:
+        """How the trials' validation objective reads their last epochs (and a reseeded trial's seeds): the
+        train.objective_rule they ran with, 'mean' (the default) or 'min'; 'mean or min' where they differ."""
+        rules = {next((o.split("=", 1)[1] for o in r.overrides if o.startswith("train.objective_rule=")), "mean")
+                 for r in self.rows if r.state in ("complete", "pruned", "running")}
+        return " or ".join(sorted(rules)) or "mean"
+
+    @property
+    def objective_label(self) -> str:
+        """'mean of the last 3 epochs', 'worst of the last 3 epochs', or both with 'or'."""
+        words = {"mean": "mean", "min": "worst"}
+        rules = self.objective_rule.split(" or ")
+        return f"{' or '.join(words.get(r, r) for r in rules)} of the last {OBJECTIVE_EPOCHS} epochs"
 
     @property
     def front(self) -> list[Row]:

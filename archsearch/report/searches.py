@@ -323,7 +323,9 @@ def winner_text(s: Search) -> str:
     w = s.winner
     shape = shape_text(w.overrides)
     seeds = w.trial.user_attrs.get("seed_objectives") or []
-    over = f"the mean of {len(seeds)} seeds ({', '.join(fmt_pct(v) for v in seeds)})" if len(seeds) > 1 else "one seed"
+    combined = {"mean": "the mean", "min": "the worst"}.get(s.review.objective_rule, "the combination")
+    over = (f"{combined} of {len(seeds)} seeds ({', '.join(fmt_pct(v) for v in seeds)})" if len(seeds) > 1
+            else "one seed")
     pools = shape.split().count("pool") if shape else 0
     form = (f"`{shape}`: {shape.count('[')} stages of 3x3 convolutions, widths in brackets (p: padded), "
             f"{pools} max-pool{'' if pools == 1 else 's'}" if shape else "not readable")

@@ -487,3 +487,26 @@ def test_the_baseline_reference_is_a_complete_run(tmp_path: Path, monkeypatch: p
         (runs / name / "metrics.json").write_text(json.dumps({"status": status}))
         os.utime(runs / name / "metrics.json", (mtime, mtime))
     assert find_baseline() == Path("outputs/runs/a_baseline/metrics.json")  # the newer one was interrupted
+
+
+@pytest.mark.parametrize("rules, label", [((None, None), "mean of the last 3 epochs"),
+                                          (("min", "min"), "worst of the last 3 epochs"),
+                                          (("min", None), "mean or worst of the last 3 epochs")])
+def test_the_objective_is_named_by_the_rule_its_trials_ran_with(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                 rules: tuple, label: str) -> None:
+    """A study searched with train.objective_rule=min ranks on the worst of the last epochs: its plots say so."""
+    from archsearch.report import plots
+
+    saved = []
+    monkeypatch.setattr(plots, "save_figure", lambda fig, ax, path: saved.append(ax.get_ylabel()))
+    def attrs(rule, val):
+        return {**done(0.9940, val, 5000), "overrides": ["model=fcfree", *([f"train.objective_rule={rule}"] if rule
+                                                                         else [])]}
+
+    url = make_study(tmp_path / "rule.db", "rule", [("COMPLETE", 0.9930, 8, 0.05, None, attrs(rules[0], 0.9930)),
+                                                    ("COMPLETE", 0.9920, 10, 0.1, None, attrs(rules[1], 0.9920))])
+    review = review_study(load_study(open_readonly(url), "rule", url), url, None)
+    assert review.objective_label == label
+    plots.plot_history(review, tmp_path / "history.png")
+    plots.plot_acc_vs_params(review, tmp_path / "params.png")
+    assert saved == [f"val acc ({label})", f"validation objective ({label})"]
