@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 import platform
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 
 def cpu_name() -> str:
