@@ -26,6 +26,9 @@ def pareto_front(items: Sequence[T], key: Callable[[T], Sequence[float]]) -> lis
     return [item for item, s in zip(items, scores) if not any(dominates(o, s) for o in scores if o is not s)]
 
 
+RULE_WORDS = {"mean": "mean", "min": "worst"}  # train.objective_rule, as the report words it
+
+
 @dataclass
 class StudyTotals:
     counts: dict[str, int]
@@ -87,9 +90,8 @@ class Review:
     @property
     def objective_label(self) -> str:
         """'mean of the last 3 epochs', 'worst of the last 3 epochs', or both with 'or'."""
-        words = {"mean": "mean", "min": "worst"}
         rules = self.objective_rule.split(" or ")
-        return f"{' or '.join(words.get(r, r) for r in rules)} of the last {OBJECTIVE_EPOCHS} epochs"
+        return f"{' or '.join(RULE_WORDS.get(r, r) for r in rules)} of the last {OBJECTIVE_EPOCHS} epochs"
 
     @property
     def front(self) -> list[Row]:

@@ -23,7 +23,7 @@ from archsearch.report.plots import (
 )
 from archsearch.report.experiment import finalist_name, study_stem
 from archsearch.report.pruning_evidence import EpochEvidence, pruning_evidence
-from archsearch.report.ranking import Review, review_study
+from archsearch.report.ranking import RULE_WORDS, Review, review_study
 from archsearch.report.rows import STATES, Row, as_number, trial_state
 from archsearch.report.shape import shape_text
 from archsearch.report.tables import (
@@ -323,8 +323,8 @@ def winner_text(s: Search) -> str:
     w = s.winner
     shape = shape_text(w.overrides)
     seeds = w.trial.user_attrs.get("seed_objectives") or []
-    combined = {"mean": "the mean", "min": "the worst"}.get(s.review.objective_rule, "the combination")
-    over = (f"{combined} of {len(seeds)} seeds ({', '.join(fmt_pct(v) for v in seeds)})" if len(seeds) > 1
+    combined = RULE_WORDS.get(s.review.objective_rule, "combination")
+    over = (f"the {combined} of {len(seeds)} seeds ({', '.join(fmt_pct(v) for v in seeds)})" if len(seeds) > 1
             else "one seed")
     pools = shape.split().count("pool") if shape else 0
     form = (f"`{shape}`: {shape.count('[')} stages of 3x3 convolutions, widths in brackets (p: padded), "
