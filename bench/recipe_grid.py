@@ -68,18 +68,26 @@ def plan(base: list[str], name: str, variants: list[str], seeds: list[int], out:
             for seed in seeds for v in variants]
 
 
-def run_one(run_dir: Path, overrides: list[str], running: list[subprocess.Popen]) -> str:
-    """Train one run unless it finished; a line saying what happened. Its process is in `running` while it trains,
-    for main() to pass a signal on to (a lane's thread never receives one)."""
+def done_already(run_dir: Path, overrides: list[str]) -> bool:
+    """Whether run_dir holds this run, finished; a finished run of other overrides there is an error."""
     from archsearch.core.errors import ConfigError
-    from archsearch.workflow.seeds import RUN, compared, finished, hydra_value, recorded_overrides
+    from archsearch.workflow.seeds import compared, finished, recorded_overrides
+
+    if finished(run_dir / "metrics.json") is None:
+        return False
+    before = recorded_overrides(run_dir)
+    if before is not None and compared(before) != compared(overrides):
+        raise ConfigError(f"{run_dir} holds a complete run of other overrides; use another --out or remove it")
+    return True
+
+
+def run_one(run_dir: Path, overrides: list[str], running: list[subprocess.Popen]) -> str:
+    """Train one run that has not finished; a line saying so. Its process is in `running` while it trains, for
+    main() to pass a signal on to (a lane's thread never receives one)."""
+    from archsearch.core.errors import ConfigError
+    from archsearch.workflow.seeds import RUN, finished, hydra_value
 
     metrics = run_dir / "metrics.json"
-    if finished(metrics) is not None:
-        before = recorded_overrides(run_dir)
-        if before is not None and compared(before) != compared(overrides):
-            raise ConfigError(f"{run_dir} holds a complete run of other overrides; use another --out or remove it")
-        return f"{run_dir}: done already"
     metrics.unlink(missing_ok=True)  # a run that dies before writing one cannot pass for finished
     command = [sys.executable, str(RUN), *overrides, f"hydra.run.dir={hydra_value(str(run_dir))}"]
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
@@ -138,12 +146,18 @@ def main(argv: list[str] | None = None) -> None:
     runs = plan(base, args.name, args.variants, args.seeds, args.out, extras)
     print(f"{len(runs)} runs of {args.name} ({len(args.variants)} variants x {len(args.seeds)} seeds) in "
           f"{args.out / args.name}, {args.lanes} at a time", flush=True)
+    todo = []
+    for run_dir, run_overrides in runs:  # every clash is found before anything trains
+        if done_already(run_dir, run_overrides):
+            print(f"  {run_dir}: done already", flush=True)
+        else:
+            todo.append((run_dir, run_overrides))
     from archsearch.workflow.seeds import pass_on
 
     running: list[subprocess.Popen] = []
     with ThreadPoolExecutor(args.lanes) as pool:
         try:
-            for line in pool.map(lambda r: run_one(*r, running), runs):
+            for line in pool.map(lambda r: run_one(*r, running), todo):
                 print(f"  {line}", flush=True)
         except BaseException as e:  # Ctrl-C, SIGTERM: each run records the epoch it reached, then stops
             pool.shutdown(wait=False, cancel_futures=True)

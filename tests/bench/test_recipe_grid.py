@@ -31,6 +31,13 @@ def test_grid_trains_each_variant_and_seed_once_and_recipe_compares_them_on_vali
     assert code == 0, err
     assert out.count("done already") == 2 and "trained" not in out
 
+    # Other overrides over finished runs: refused before a new seed trains, though it comes first in the order.
+    clash = [*args, "--seeds", "202,201", "model.dropout=0.05"]
+    code, out, err = run_in_process("bench/recipe_grid.py", clash, tmp_path, monkeypatch, capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "seed_201 holds a complete run of other overrides" in err
+    assert not list(tmp_path.glob("grid/fcfree_5k/*/seed_202"))
+
     code, table, err = run_in_process("bench/recipe.py", ["--dir", "grid/fcfree_5k"], tmp_path, monkeypatch, capsys)
     assert code == 0, err
     assert "200 images held out of the training set (split_seed 0)" in table
