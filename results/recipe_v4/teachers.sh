@@ -9,7 +9,7 @@ for seed in 201 202 203; do
   for t in fcfree_8k_50k mnist_20k_v2_t12_50k; do
     python bench/recipe_grid.py --study small6k_v3 --trial 29 --storage sqlite:///results/search_v3.db \
       --name "small6k_v3_t29_$t" --variants today --seeds "$seed" --lanes 1 --threads 1 --out results/recipe_v4 \
-      "train.distill.teacher=results/teachers/$t/seed_1/model.pt" train.distill.weight=0.3 \
+      "train.distill.teacher=$PWD/results/teachers/$t/seed_1/model.pt" train.distill.weight=0.3 \
       train.distill.temperature=4.0 train.progress=false
   done
 done
