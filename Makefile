@@ -22,8 +22,10 @@ $(VENV)/.installed: pyproject.toml
 sweep: $(VENV)/.installed  ## the main job: the default Optuna sweep, then its best confirmed over 3 seeds; the verdict
 	$(PY) sweep/main.py --confirm="$(CONFIRM_ARGS)" $(ARGS)
 
+# The default suite on every core (pytest-xdist), a test file per worker: its module fixtures are built once.
+# test-all stays in one process: its signal and timing tests measure against a machine that is otherwise idle.
 test: $(VENV)/.installed  ## the default suite (slow tests excluded); needs no root, changes nothing outside the checkout
-	$(PY) -m pytest -m "not slow" $(ARGS)
+	$(PY) -m pytest -m "not slow" -n auto --dist loadfile $(ARGS)
 
 test-all: $(VENV)/.installed postgres browser  ## everything, as CI runs it; installs PostgreSQL and Chromium where it can
 	$(PY) -m pytest $(ARGS)
