@@ -197,6 +197,23 @@ def test_the_frontier_places_each_experiment_at_its_worst_seed_and_the_public_ru
                                                           [p.accuracy for p in frontier.PUBLIC])
 
 
+def test_frontier_labels_of_neighbouring_points_neither_overlap_nor_leave_the_axes() -> None:
+    from archsearch.report import frontier
+
+    fig, ax = frontier.pyplot().subplots(figsize=(8, 5))
+    points = [(3_796, 0.9935), (3_796, 0.9934), (5_300, 0.9935), (19_000, 0.9948)]  # as the shipped ones crowd
+    ax.plot(*zip(*points), "o")
+    ax.set_xscale("log")
+    ax.set_xlim(2_000, 20_000)
+    frontier.place_labels(ax, [(f"experiment_{i} (1 seed)", x, y, "black") for i, (x, y) in enumerate(points)], points)
+    renderer = fig.canvas.get_renderer()
+    boxes = [t.get_window_extent(renderer) for t in ax.texts]
+    inside = ax.get_window_extent(renderer)
+    assert len(boxes) == 4 and all(inside.contains(b.x0, b.y0) and inside.contains(b.x1, b.y1) for b in boxes)
+    assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
+    frontier.pyplot().close(fig)
+
+
 def test_section_gives_the_evaluate_command_for_the_shipped_checkpoints(tmp_path: Path) -> None:
     for seed in (1, 2, 3):
         write_run(tmp_path, "kept", seed, 9000, [], [0.9945, 0.9946, 0.9947])
