@@ -23,9 +23,10 @@ sweep: $(VENV)/.installed  ## the main job: the default Optuna sweep, then its b
 	$(PY) sweep/main.py --confirm="$(CONFIRM_ARGS)" $(ARGS)
 
 # The default suite on every core (pytest-xdist), a test file per worker: its module fixtures are built once.
+# Files go out in collection order, which tests/conftest.py starts with the slowest (not xdist's most-tests-first).
 # test-all stays in one process: its signal and timing tests measure against a machine that is otherwise idle.
 test: $(VENV)/.installed  ## the default suite (slow tests excluded); needs no root, changes nothing outside the checkout
-	$(PY) -m pytest -m "not slow" -n auto --dist loadfile $(ARGS)
+	$(PY) -m pytest -m "not slow" -n auto --dist loadfile --no-loadscope-reorder $(ARGS)
 
 test-all: $(VENV)/.installed postgres browser  ## everything, as CI runs it; installs PostgreSQL and Chromium where it can
 	$(PY) -m pytest $(ARGS)

@@ -15,7 +15,7 @@ def test_make_test_installs_nothing_outside_the_checkout() -> None:
     plan = subprocess.run(["make", "-n", "test", "PG_INITDB="], cwd=ROOT, capture_output=True, text=True,
                           check=True).stdout
     assert "pytest" in plan and "apt-get" not in plan and "playwright" not in plan
-    assert "-n auto --dist loadfile" in plan  # on every core, a test file per worker (its module fixtures once)
+    assert "-n auto --dist loadfile --no-loadscope-reorder" in plan  # on every core, a test file per worker (its module fixtures once)
     full = subprocess.run(["make", "-n", "test-all", "PG_INITDB="], cwd=ROOT, capture_output=True, text=True,
                           check=True).stdout
     assert "apt-get" in full and "postgresql" in full  # the PostgreSQL server, as CI needs it
