@@ -116,6 +116,13 @@ def _raise(signum: int, frame: Optional[FrameType]) -> None:
     raise Terminated(signum)
 
 
+def _between_jobs(signum: int, frame: Optional[FrameType]) -> None:
+    """SIGTERM and SIGHUP in a worker process between jobs (loky reuses its processes): outlived. Such a signal
+    is one its stopping sweeper passed on, a hang-up of the whole process group, or a retry (_retry_later) that
+    fired after the job ended; its sweeper ends the worker. Had the worker died of it, loky would call its
+    executor broken and SIGKILL the jobs still training on the other workers before they failed their trials."""
+
+
 def _in_main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
@@ -154,8 +161,9 @@ def job_scope() -> Iterator[bool]:
     """While a job trains: Ctrl-C, SIGTERM, SIGHUP (and submitit's warning signal) raise in this process,
     unless its entry point already made them do so. Yields True when this scope handles SIGTERM or
     SIGHUP itself, that is, the job runs in another process than the sweeper's: after failing its trial
-    it then ends as a failed job (JobStopped). The handlers in place before are put back after; submitit's
-    handler for SIGTERM (it logs and ignores it) is replaced too."""
+    it then ends as a failed job (JobStopped). The handlers in place before are put back after, but for
+    SIGTERM's and SIGHUP's default (the process dies), which becomes _between_jobs; submitit's handler for
+    SIGTERM (it logs and ignores it) is replaced too."""
     global _fired
     if _at_entry or not _in_main_thread():
         yield False
@@ -175,7 +183,7 @@ def job_scope() -> Iterator[bool]:
         yield any(sig != signal.SIGINT for sig in previous)
     finally:
         for sig, handler in previous.items():
-            signal.signal(sig, handler)
+            signal.signal(sig, _between_jobs if sig in TERMINATING and handler == signal.SIG_DFL else handler)
         _warnings.discard(warning)
         _fired = False  # a worker that lives on (loky reuses its processes) handles the next job's signal
 

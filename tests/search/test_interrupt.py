@@ -64,11 +64,11 @@ def start_sweep(tmp_path: Path) -> Iterator[Callable[..., tuple[subprocess.Popen
             proc.wait()
 
 
-def wait_for_second_trial_training(proc: subprocess.Popen, log: Path, timeout: float = 240) -> None:
-    """Until the sweep's second trial has logged the first of its three epochs (the first is then finished;
-    with two parallel jobs, both are training)."""
+def wait_for_second_trial_training(proc: subprocess.Popen, log: Path, timeout: float = 240, epochs: int = 3) -> None:
+    """Until the sweep's second trial has logged the first of its epochs (the first is then finished; with two
+    parallel jobs, both are training)."""
     deadline = time.monotonic() + timeout
-    while log.read_text().count("epoch  1/3") < 2:
+    while log.read_text().count(f"epoch  1/{epochs}") < 2:
         assert proc.poll() is None, f"the sweep ended early ({proc.returncode}): {log.read_text()[-3000:]}"
         assert time.monotonic() < deadline, log.read_text()[-3000:]
         time.sleep(0.1)
@@ -157,6 +157,54 @@ def deliver(proc: subprocess.Popen, sig: int, how: str) -> None:
         os.killpg(proc.pid, sig)
 
 
+def cpu_ticks(pid: int) -> int:
+    """The CPU time a process has used (user + system), in clock ticks."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def idle_worker(sweeper: int, timeout: float = 30) -> int:
+    """The sweeper's worker process that is between jobs: it uses no CPU over half a second while another one
+    trains (not loky's resource tracker, which ignores SIGTERM). A worker whose job just ended needs a moment
+    to hand back its result first."""
+    workers = []
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        status = dict(line.split(":", 1) for line in Path(f"/proc/{entry}/status").read_text().splitlines()
+                      if ":" in line)
+        if int(status["PPid"]) == sweeper and not int(status["SigIgn"], 16) & (1 << (signal.SIGTERM - 1)):
+            workers.append(int(entry))
+    deadline = time.monotonic() + timeout
+    while True:
+        before = {pid: cpu_ticks(pid) for pid in workers}
+        time.sleep(0.5)
+        used = {pid: cpu_ticks(pid) - ticks for pid, ticks in before.items()}
+        idle = [pid for pid, ticks in used.items() if ticks == 0]
+        if len(idle) == 1 and max(used.values()) >= 10:
+            return idle[0]
+        assert time.monotonic() < deadline, used
+
+
+@pytest.mark.slow  # a joblib sweep of two 10-epoch trials: ~20 s
+def test_a_signal_to_a_worker_between_jobs_leaves_the_job_on_the_other_worker_training(
+        tmp_path: Path, start_sweep) -> None:
+    # A worker whose job has ended gets signals all the same: the ones its stopping sweeper passes on to all its
+    # workers, or a hang-up of the whole group. Had it died of one, loky would have called its executor broken
+    # and SIGKILLed the job still training, before it could fail its trial (the sweep then ended with exit 1).
+    args = ["-m", "hydra.sweeper.n_trials=2", "hydra.sweeper.study_name=t", *TINY, "train.epochs=10",
+            *LAUNCHERS["joblib"]]
+    proc, log = start_sweep("first", args)
+    wait_for_second_trial_training(proc, log, epochs=10)
+    deadline = time.monotonic() + 60
+    while sorted(t.user_attrs.get("status", "training") for t in trials(tmp_path)) != ["complete", "training"]:
+        assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+        time.sleep(0.05)
+    idle = idle_worker(proc.pid)
+    os.kill(idle, signal.SIGTERM)
+    os.kill(idle, signal.SIGHUP)
+    assert proc.wait(timeout=120) == 0, log.read_text()[-3000:]
+    assert [t.state for t in trials(tmp_path)] == [COMPLETE, COMPLETE]
+
+
 @pytest.mark.parametrize("sig, launcher, how", [
     pytest.param(signal.SIGTERM, "sequential", "timeout", id="SIGTERM-sequential-timeout", marks=pytest.mark.slow),
     pytest.param(signal.SIGHUP, "sequential", "hangup", id="SIGHUP-sequential-hangup", marks=pytest.mark.slow),
@@ -186,7 +234,8 @@ def test_sigterm_and_sighup_fail_the_running_trials_at_once_and_the_sweep_goes_o
     assert all(t.state == COMPLETE for t in study if t not in stopped)
     for t in stopped:
         assert t.user_attrs["status"] == "failed"
-        assert re.fullmatch(rf"terminated \({name}\) during epoch [123]", t.user_attrs["reason"]), t.user_attrs
+        assert re.fullmatch(rf"terminated \({name}\) during epoch [123]", t.user_attrs["reason"]), (
+            t.user_attrs["reason"], log.read_text()[-3000:])
         metrics = json.loads((Path(t.user_attrs["run_dir"]) / "metrics.json").read_text())
         assert metrics["status"] == "failed" and metrics["reason"] == t.user_attrs["reason"]
     assert all(t.state == COMPLETE for t in study if t not in stopped)

@@ -86,3 +86,31 @@ def test_a_stop_while_the_sampler_draws_fails_the_trial_it_was_drawing(tmp_path:
     [trial] = study.get_trials()
     assert trial.state == optuna.trial.TrialState.FAIL
     assert trial.user_attrs["reason"] == "interrupted (SIGINT) before its job started"
+
+
+# A worker process running two jobs in turn, as loky reuses its processes: SIGTERM stops each job, and between
+# the jobs the worker outlives SIGTERM and SIGHUP (tests/search/test_interrupt.py has the whole sweep's case).
+WORKER = """
+import os, signal, time
+from archsearch.search import signals
+
+signal.signal(signal.SIGHUP, signal.SIG_DFL)  # as at a terminal, also under a suite started with nohup
+for job in (1, 2):
+    try:
+        with signals.job_scope() as own_handler:
+            assert own_handler
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)
+    except signals.Terminated:
+        print(f"job {job} stopped", flush=True)
+    os.kill(os.getpid(), signal.SIGTERM)
+    os.kill(os.getpid(), signal.SIGHUP)
+    time.sleep(0.1)
+    print(f"alive after job {job}", flush=True)
+"""
+
+
+def test_a_worker_between_jobs_outlives_sigterm_and_sighup_and_its_next_job_still_stops() -> None:
+    done = subprocess.run([sys.executable, "-c", WORKER], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stdout.split("\n")) == (
+        0, ["job 1 stopped", "alive after job 1", "job 2 stopped", "alive after job 2", ""]), done.stderr[-2000:]
