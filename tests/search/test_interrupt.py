@@ -184,16 +184,16 @@ def idle_worker(sweeper: int, timeout: float = 30) -> int:
         assert time.monotonic() < deadline, used
 
 
-@pytest.mark.slow  # a joblib sweep of two 10-epoch trials: ~20 s
+@pytest.mark.slow  # a joblib sweep of two 15-epoch trials: ~30 s
 def test_a_signal_to_a_worker_between_jobs_leaves_the_job_on_the_other_worker_training(
         tmp_path: Path, start_sweep) -> None:
     # A worker whose job has ended gets signals all the same: the ones its stopping sweeper passes on to all its
     # workers, or a hang-up of the whole group. Had it died of one, loky would have called its executor broken
     # and SIGKILLed the job still training, before it could fail its trial (the sweep then ended with exit 1).
-    args = ["-m", "hydra.sweeper.n_trials=2", "hydra.sweeper.study_name=t", *TINY, "train.epochs=10",
+    args = ["-m", "hydra.sweeper.n_trials=2", "hydra.sweeper.study_name=t", *TINY, "train.epochs=15",
             *LAUNCHERS["joblib"]]
     proc, log = start_sweep("first", args)
-    wait_for_second_trial_training(proc, log, epochs=10)
+    wait_for_second_trial_training(proc, log, epochs=15)
     deadline = time.monotonic() + 60
     while sorted(t.user_attrs.get("status", "training") for t in trials(tmp_path)) != ["complete", "training"]:
         assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
