@@ -188,10 +188,11 @@ def job_scope() -> Iterator[bool]:
         _fired = False  # a worker that lives on (loky reuses its processes) handles the next job's signal
 
 
-def _children() -> list[int]:
-    """Process ids of this process's children that a signal should reach: joblib's workers, submitit_local's
-    job controllers; not a helper that ignores SIGTERM to outlive the others (loky's resource tracker)."""
-    me = os.getpid()
+def _children(parent: Optional[int] = None) -> list[int]:
+    """Process ids of this process's children (or, on Linux, parent's) that a signal should reach: joblib's
+    workers, submitit_local's job controllers; not a helper that ignores SIGTERM to outlive the others (loky's
+    resource tracker)."""
+    me = os.getpid() if parent is None else parent
     try:
         entries = [e for e in os.listdir("/proc") if e.isdigit()]
     except OSError:  # not Linux

@@ -17,9 +17,11 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 import optuna
+import psutil
 import pytest
 
 from conftest import ROOT, TINY, run_entry, sigint_as_at_a_terminal
+from archsearch.search.signals import _children
 from archsearch.search.storage import GRACE_ENV
 
 # Three epochs, so that a signal sent after a trial's first epoch lands in the middle of its training.
@@ -157,29 +159,21 @@ def deliver(proc: subprocess.Popen, sig: int, how: str) -> None:
         os.killpg(proc.pid, sig)
 
 
-def cpu_ticks(pid: int) -> int:
-    """The CPU time a process has used (user + system), in clock ticks."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return int(fields[11]) + int(fields[12])
-
-
 def idle_worker(sweeper: int, timeout: float = 30) -> int:
     """The sweeper's worker process that is between jobs: it uses no CPU over half a second while another one
-    trains (not loky's resource tracker, which ignores SIGTERM). A worker whose job just ended needs a moment
-    to hand back its result first."""
-    workers = []
-    for entry in filter(str.isdigit, os.listdir("/proc")):
-        status = dict(line.split(":", 1) for line in Path(f"/proc/{entry}/status").read_text().splitlines()
-                      if ":" in line)
-        if int(status["PPid"]) == sweeper and not int(status["SigIgn"], 16) & (1 << (signal.SIGTERM - 1)):
-            workers.append(int(entry))
+    trains. A worker whose job just ended needs a moment to hand back its result first."""
+    workers = [psutil.Process(pid) for pid in _children(sweeper)]  # not loky's resource tracker
+
+    def cpu_s(worker: psutil.Process) -> float:
+        return worker.cpu_times().user + worker.cpu_times().system
+
     deadline = time.monotonic() + timeout
     while True:
-        before = {pid: cpu_ticks(pid) for pid in workers}
+        before = {w.pid: cpu_s(w) for w in workers}
         time.sleep(0.5)
-        used = {pid: cpu_ticks(pid) - ticks for pid, ticks in before.items()}
-        idle = [pid for pid, ticks in used.items() if ticks == 0]
-        if len(idle) == 1 and max(used.values()) >= 10:
+        used = {w.pid: cpu_s(w) - before[w.pid] for w in workers}
+        idle = [pid for pid, seconds in used.items() if seconds == 0]
+        if len(idle) == 1 and max(used.values()) >= 0.1:
             return idle[0]
         assert time.monotonic() < deadline, used
 
